@@ -1,0 +1,104 @@
+"""The hermetic job bundle: the only thing a job reads, and its result file.
+
+A bundle is a directory the compute node can see. It holds everything one
+attempt of one task needs, so that the job never talks to the control plane:
+
+    task.json       what to run (ids, shots, seed, options, file names)
+    snapshot.json   the bound device snapshot, byte-for-byte as published
+    circuit.qasm    the circuit as OpenQASM 2 or 3 text
+    result.json     written by the runner, atomically, when it ends
+
+This module is shared by the agent (which writes bundles and reads results)
+and the runner (which reads bundles and writes results). It imports neither
+Redis nor Jupyter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TASK_FILE = "task.json"
+SNAPSHOT_FILE = "snapshot.json"
+CIRCUIT_FILE = "circuit.qasm"
+RESULT_FILE = "result.json"
+STDOUT_FILE = "runner.out"
+STDERR_FILE = "runner.err"
+
+
+@dataclass
+class TaskSpec:
+    """What the runner needs to know about the task; mirrors task.json."""
+
+    task_id: str
+    device: str
+    attempt: int
+    snapshot_id: str
+    shots: int
+    circuit_format: str  # "qasm2" | "qasm3"
+    seed: int | None = None
+    optimization_level: int = 1
+    options: dict[str, Any] = field(default_factory=dict)
+    circuit_file: str = CIRCUIT_FILE
+    snapshot_file: str = SNAPSHOT_FILE
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def stage(bundle_dir: Path, spec: TaskSpec, snapshot_bytes: bytes, circuit_text: str) -> Path:
+    """Create a bundle directory for one attempt. Re-staging the same attempt overwrites it."""
+    bundle_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(bundle_dir / spec.snapshot_file, snapshot_bytes)
+    write_atomic(bundle_dir / spec.circuit_file, circuit_text.encode())
+    # task.json last: its presence marks a complete bundle.
+    write_atomic(bundle_dir / TASK_FILE, json.dumps(asdict(spec), sort_keys=True).encode())
+    stale = bundle_dir / RESULT_FILE
+    if stale.exists():
+        stale.unlink()
+    return bundle_dir
+
+
+def read_spec(bundle_dir: Path) -> TaskSpec:
+    return TaskSpec.from_dict(json.loads((bundle_dir / TASK_FILE).read_text()))
+
+
+def write_result(bundle_dir: Path, result: dict[str, Any]) -> None:
+    write_atomic(bundle_dir / RESULT_FILE, json.dumps(result, sort_keys=True).encode())
+
+
+def read_result(bundle_dir: Path) -> dict[str, Any] | None:
+    """The runner's result, or None when the runner left none (it crashed or was killed)."""
+    try:
+        return json.loads((bundle_dir / RESULT_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return {"ok": False, "error": f"unreadable result file: {exc}", "reason": "runner_error"}
+
+
+def tail(path: Path, max_bytes: int = 2000) -> str:
+    """The end of a log file, for failure messages."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            return fh.read().decode(errors="replace").strip()
+    except OSError:
+        return ""

@@ -1,0 +1,24 @@
+"""Executors realise jobs: ``local`` (subprocesses here) and ``slurm`` (sbatch)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .base import Executor, Job, Reporter
+
+__all__ = ["Executor", "Job", "Reporter", "make_executor"]
+
+
+def make_executor(name: str, args: argparse.Namespace | None = None, work_root: Path | None = None) -> Executor:
+    """Build the executor the agent's command line asks for."""
+    if name == "local":
+        from .local import LocalExecutor
+
+        cold = bool(getattr(args, "cold", False))
+        return LocalExecutor(slots=max(1, getattr(args, "capacity", 1)), warm=not cold, log_dir=work_root)
+    if name == "slurm":
+        from .slurm import SlurmExecutor
+
+        return SlurmExecutor()
+    raise ValueError(f"unknown executor {name!r}")

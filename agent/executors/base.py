@@ -1,0 +1,76 @@
+"""The interface between the agent and whatever realises a job.
+
+An executor receives a staged bundle and reports back through a ``Reporter``.
+It never talks to the control plane itself: the agent owns the fencing token
+and turns reports into fenced control-plane writes. Reports may come from any
+executor thread; the agent's reporter is thread-safe.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass
+class Job:
+    """One attempt of one task, as an executor sees it."""
+
+    task_id: str
+    attempt: int
+    bundle_dir: Path
+    timeout_s: float
+    name: str = ""
+    # Executor-owned bookkeeping (process handle, Slurm job id, ...).
+    handle: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.task_id, self.attempt)
+
+
+class Reporter(Protocol):
+    """How an executor tells the agent what happened to a job."""
+
+    def scheduled(self, job: Job, detail: dict[str, Any]) -> None:
+        """Handed to a scheduler (detail: executor, job_id, reason)."""
+
+    def running(self, job: Job, detail: dict[str, Any]) -> None:
+        """The runner started."""
+
+    def finished(self, job: Job, result: dict[str, Any]) -> None:
+        """The runner wrote a successful result (the parsed result.json)."""
+
+    def failed(self, job: Job, reason: str, message: str) -> None:
+        """The job ended without a result. ``reason`` is a short code
+        (``timeout``, ``runner_error``, ``scheduler_failed``, ...); ``message``
+        is one readable line."""
+
+
+class Executor(abc.ABC):
+    """Realises jobs. Implementations: ``local`` (subprocess), ``slurm``."""
+
+    name: str = "executor"
+
+    def start(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    @abc.abstractmethod
+    def submit(self, job: Job) -> None:
+        """Start the job; must not block on its completion."""
+
+    @abc.abstractmethod
+    def cancel(self, job: Job) -> None:
+        """Stop the job if it is still pending or running (best effort, idempotent)."""
+
+    def reattach(self, job: Job) -> bool:
+        """Resume tracking a job a previous agent process started.
+
+        Returns False when the executor cannot find it (then the agent lets the
+        lease expire and the task is recovered)."""
+        return False
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Release resources; with ``wait``, let running jobs finish first."""

@@ -1,0 +1,382 @@
+"""The ``vqpu`` command line.
+
+Every subcommand that needs the control plane finds it the same way:
+``--redis-url``, else ``VQPU_REDIS_URL``, else the embedded default (started
+when needed). Errors are one line plus what to do, with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import VqpuError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _cp(args: argparse.Namespace):
+    from .connection import connect
+    from .control import ControlPlane
+
+    return ControlPlane(connect(args.redis_url))
+
+
+def _client(args: argparse.Namespace):
+    from .client import Client
+
+    return Client(control=_cp(args))
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=None, sort_keys=True, default=str))
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _histogram(counts: dict[str, int], shots: int, top: int = 16) -> list[str]:
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    width = max(len(k) for k in counts) if counts else 1
+    peak = items[0][1] if items else 1
+    lines = [f"  {k:>{width}}  {v:>7}  {v / shots:6.2%}  {'#' * max(1, round(30 * v / peak))}" for k, v in items[:top]]
+    if len(items) > top:
+        rest = sum(v for _, v in items[top:])
+        lines.append(f"  {'...':>{width}}  {rest:>7}  {rest / shots:6.2%}  ({len(items) - top} more outcomes)")
+    return lines
+
+
+def _record_json(record: dict[str, Any]) -> dict[str, Any]:
+    keys = ("task_id", "state", "device", "snapshot_id", "shots", "seed", "counts", "layout", "attempts", "timings",
+            "simulator", "owner", "name", "reason", "error", "job_id", "created_at", "finished_at")
+    return {k: record.get(k) for k in keys}
+
+
+def _show_record(record: dict[str, Any]) -> None:
+    sid = (record.get("snapshot_id") or "")[:12] or "-"
+    line = f"task {record['task_id']} {record['state']} on {record['device']} (snapshot {sid}, attempt {record['attempts']})"
+    if record.get("created_at") and record.get("finished_at"):
+        line += f" in {record['finished_at'] - record['created_at']:.2f} s"
+    print(line)
+    if record.get("state") == "failed":
+        print(f"  error ({record.get('reason')}): {record.get('error')}")
+    if record.get("counts"):
+        print(f"counts ({record['shots']} shots):")
+        print("\n".join(_histogram(record["counts"], record["shots"])))
+        print(f"layout (physical qubit of each circuit qubit): {record.get('layout')}")
+        t = record.get("timings") or {}
+        sim = record.get("simulator") or {}
+        print(f"simulated on {sim.get('device', '?')} ({sim.get('method', '?')}); "
+              + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in t.items() if isinstance(v, (int, float))))
+
+
+# ------------------------------------------------------------- commands
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from . import embedded
+    from .connection import redact
+
+    url = embedded.ensure_running()
+    st = embedded.status()
+    print(f"vqpu control plane at {redact(url)} (redis pid {st['redis_pid']}, agent pid {st['agent_pid']})")
+    print(f"state in {st['home']}; the CLI and Client find it by themselves.")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from . import embedded
+
+    stopped = embedded.down()
+    print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
+    return 0
+
+
+def _read_input(path: str) -> tuple[str, str]:
+    from .circuits import read_circuit_file
+
+    return read_circuit_file(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    fmt, text = _read_input(args.file)
+    client = _client(args)
+    task = client.submit(text, device=args.device, shots=args.shots, seed=args.seed, snapshot=args.snapshot,
+                         optimization_level=args.optimization_level, name=args.name, circuit_format=fmt,
+                         idempotency_key=args.idempotency_key)
+    if args.no_wait:
+        if args.json:
+            _print_json(_record_json(task.view))
+        else:
+            print(task.id)
+        return 0
+    return _finish_wait(client, task.id, args)
+
+
+def _finish_wait(client, task_id: str, args: argparse.Namespace) -> int:
+    from .client import merge_result
+
+    view = client.wait(task_id, args.timeout)
+    record = merge_result(view, client.fetch_result(task_id) if view["state"] == "completed" else None)
+    if args.json:
+        _print_json(_record_json(record))
+    else:
+        _show_record(record)
+    return 0 if record["state"] == "completed" else EXIT_ERROR
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    return _finish_wait(_client(args), args.task_id, args)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    devices = _cp(args).devices()
+    if args.json:
+        _print_json(devices)
+        return 0
+    print(f"{'device':<12}{'status':<10}{'qubits':>7}{'queued':>8}{'held':>6}  {'snapshot':<14}{'version':>8}  age")
+    for d in devices:
+        age = d["snapshot_age_s"]
+        age_s = "-" if age is None else (f"{age / 86400:.1f} d" if age > 86400 else f"{age:.0f} s")
+        print(f"{d['name']:<12}{d['status']:<10}{d['num_qubits']:>7}{d['queue_depth']:>8}{d['held']:>6}  "
+              f"{(d['snapshot_id'] or '-')[:12]:<14}{d['snapshot_version']:>8}  {age_s}")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    tasks = _client(args).list(limit=args.limit)
+    if args.json:
+        _print_json(tasks)
+        return 0
+    if not tasks:
+        print("no tasks yet; submit one with `vqpu run FILE --device fez`")
+    for t in tasks:
+        extra = f"#{t['queue_position']} in queue" if t["queue_position"] else (t.get("reason") or "")
+        print(f"{t['task_id']:<30}{t['state']:<11}{t['shots'] or 0:>7} shots  {_when(t['created_at'])}  {extra}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cp = _cp(args)
+    view = cp.task(args.task_id)
+    view["history"] = cp.history(args.task_id)
+    if args.json:
+        _print_json(view)
+        return 0
+    _show_record({**view, **({} if view["state"] != "completed" else _only_counts(cp.result(args.task_id)))})
+    print("history:")
+    for e in view["history"]:
+        who = f" agent={e['agent']}" if e.get("agent") else ""
+        tok = f" token={e['token']}" if e.get("token") is not None else ""
+        extra = " ".join(f"{k}={e[k]}" for k in ("snapshot", "job_id", "reason", "error", "by") if e.get(k))
+        print(f"  {_when(e['ts'] / 1000)}.{e['ts'] % 1000:03d}  {e['event']:<10}{who}{tok} {extra}".rstrip())
+    return 0
+
+
+def _only_counts(result: dict | None) -> dict:
+    return {k: result[k] for k in ("counts", "layout", "timings", "simulator") if k in result} if result else {}
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    view = _client(args).cancel(args.task_id)
+    c = view["cancel"]
+    if c["cancelled"]:
+        print(f"cancelled {args.task_id} (it was {c['previous']})")
+        return 0
+    print(f"{args.task_id} had already ended ({view['state']}); nothing to cancel")
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    import getpass
+
+    cp = _cp(args)
+    devices = [args.device] if args.device else cp.device_names()
+    rows = []
+    for d in devices:
+        if args.dry_run:
+            rows += [(tid, "would recover", cp.task(tid)["attempts"]) for tid in cp.expired(d)]
+        else:
+            rows += [r for r in cp.recover(d, max_attempts=args.max_attempts, by=f"recover:{getpass.getuser()}")
+                     if r[1] in ("requeued", "failed")]
+    if args.json:
+        _print_json([{"task_id": t, "action": a, "attempt": n} for t, a, n in rows])
+    else:
+        for t, a, n in rows:
+            print(f"{t}: {a} (attempt {n})")
+        print(f"{len(rows)} task(s) with an expired lease" + (" (dry run: nothing changed)" if args.dry_run else ""))
+    return 0
+
+
+def cmd_device(args: argparse.Namespace) -> int:
+    cp = _cp(args)
+    if args.device_cmd == "update":
+        sid, version = cp.update_calibration(args.name, args.calibration)
+        print(f"published snapshot {sid[:12]} (version {version}) for {args.name}; earlier snapshots stay readable")
+    elif args.device_cmd == "snapshots":
+        for version, sid in cp.snapshot_ids(args.name):
+            print(f"v{version:<5} {sid}")
+    elif args.device_cmd == "show":
+        sys.stdout.write(cp.snapshot_bytes(args.name, args.snapshot).decode() + "\n")
+    elif args.device_cmd in ("drain", "resume"):
+        cp.set_admin_state(args.name, "draining" if args.device_cmd == "drain" else "active")
+        print(f"{args.name}: {'draining (no new tasks)' if args.device_cmd == 'drain' else 'taking tasks'}")
+    elif args.device_cmd == "seed":
+        added = cp.seed(args.names)
+        print("seeded " + (", ".join(added) if added else "nothing (all present)"))
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from agent.agent import Agent, AgentConfig
+    from agent.executors import make_executor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    cp = _cp(args)
+    devices = cp.device_names() if args.devices in ("all", "") else [d.strip() for d in args.devices.split(",")]
+    if not devices:
+        raise VqpuError("no devices to serve", "seed them with `vqpu device seed fez` or `vqpu up`")
+    for d in devices:
+        cp._require_device(d)
+    work_root = Path(args.work_root) if args.work_root else None
+    if work_root is None:
+        from . import embedded
+
+        work_root = embedded.home() / "work"
+    executor = make_executor(args.executor, args, work_root)
+    cfg = AgentConfig(devices=devices, work_root=work_root, agent_id=args.agent_id or "", lease_s=args.lease,
+                      renew_s=args.renew, max_attempts=args.max_attempts, capacity=args.capacity,
+                      task_timeout_s=args.task_timeout)
+    agent = Agent(cp, executor, cfg)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    signal.signal(signal.SIGINT, lambda *_: agent.stop())
+    agent.run()
+    return 0
+
+
+# --------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--redis-url", help="control plane Redis URL (default: $VQPU_REDIS_URL, else the embedded default)")
+
+    p = argparse.ArgumentParser(prog="vqpu", description="A device-faithful virtual QPU on a batch cluster.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("up", parents=[common], help="start the embedded default (local Redis + agent)")
+    s.set_defaults(fn=cmd_up)
+    s = sub.add_parser("down", parents=[common], help="stop the embedded default")
+    s.set_defaults(fn=cmd_down)
+
+    s = sub.add_parser("run", parents=[common], help="run a circuit file (OpenQASM 2/3, or .py defining qc)")
+    s.add_argument("file")
+    s.add_argument("--device", default="fez")
+    s.add_argument("--shots", type=int, default=1024)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--snapshot", help="pin a snapshot id (reproduce an old run)")
+    s.add_argument("--optimization-level", type=int, default=1, choices=[0, 1, 2, 3])
+    s.add_argument("--name")
+    s.add_argument("--idempotency-key")
+    s.add_argument("--no-wait", action="store_true", help="print the task id and return")
+    s.add_argument("--timeout", type=float, help="seconds to wait for the result")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("wait", parents=[common], help="wait for a task and print its result")
+    s.add_argument("task_id")
+    s.add_argument("--timeout", type=float)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_wait)
+
+    s = sub.add_parser("devices", parents=[common], help="list devices")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_devices)
+
+    s = sub.add_parser("tasks", parents=[common], help="list your tasks")
+    s.add_argument("--limit", type=int, default=50)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_tasks)
+
+    s = sub.add_parser("status", parents=[common], help="a task's state and history")
+    s.add_argument("task_id")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_status)
+
+    s = sub.add_parser("cancel", parents=[common], help="cancel a task")
+    s.add_argument("task_id")
+    s.set_defaults(fn=cmd_cancel)
+
+    s = sub.add_parser("recover", parents=[common], help="requeue (or fail) tasks whose lease expired")
+    s.add_argument("--device")
+    s.add_argument("--max-attempts", type=int, default=3)
+    s.add_argument("--dry-run", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_recover)
+
+    s = sub.add_parser("device", parents=[common], help="device snapshots and state")
+    dsub = s.add_subparsers(dest="device_cmd", required=True, metavar="ACTION")
+    d = dsub.add_parser("update", parents=[common], help="publish a new snapshot from IBM calibration JSON")
+    d.add_argument("name")
+    d.add_argument("--calibration", action="append", required=True, metavar="FILE",
+                   help="props JSON (and optionally conf JSON: give --calibration twice)")
+    d = dsub.add_parser("snapshots", parents=[common], help="list a device's snapshots")
+    d.add_argument("name")
+    d = dsub.add_parser("show", parents=[common], help="print a snapshot's canonical JSON")
+    d.add_argument("name")
+    d.add_argument("snapshot", nargs="?")
+    for action in ("drain", "resume"):
+        d = dsub.add_parser(action, parents=[common], help=f"{action} a device")
+        d.add_argument("name")
+    d = dsub.add_parser("seed", parents=[common], help="register built-in devices")
+    d.add_argument("names", nargs="+")
+    s.set_defaults(fn=cmd_device)
+
+    s = sub.add_parser("agent", parents=[common], help="run an HPC-side agent")
+    s.add_argument("--devices", default="all", help="comma-separated device names, or all")
+    s.add_argument("--executor", default="local", choices=["local", "slurm"])
+    s.add_argument("--agent-id")
+    s.add_argument("--work-root", help="bundle directory root (must be visible to compute nodes for slurm)")
+    s.add_argument("--capacity", type=int, default=2, help="tasks held at once")
+    s.add_argument("--lease", type=float, default=30.0, help="lease seconds")
+    s.add_argument("--renew", type=float, default=10.0, help="lease renewal interval seconds")
+    s.add_argument("--max-attempts", type=int, default=3)
+    s.add_argument("--task-timeout", type=float, default=600.0)
+    s.add_argument("--cold", action="store_true", help="local: a fresh runner process per task (no warm worker)")
+    s.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
+    s.set_defaults(fn=cmd_agent)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except VqpuError as exc:
+        print(f"vqpu: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  {exc.hint}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the last line of defence: still one line, not a traceback
+        import redis
+
+        if isinstance(exc, redis.RedisError):
+            print(f"vqpu: error: control plane error: {exc}", file=sys.stderr)
+            print("  check that Redis is reachable (`vqpu up`, --redis-url or VQPU_REDIS_URL)", file=sys.stderr)
+            return EXIT_ERROR
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,555 @@
+"""The control plane: device registry, snapshots and the task lifecycle in Redis.
+
+This is the one place that holds Redis credentials and calls the scripts. The
+operator CLI, the agent and the Jupyter server extension all go through it;
+kernels never do (they speak HTTP to the server extension).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from . import snapshot as snap
+from .errors import (
+    CircuitError,
+    DeviceDraining,
+    InvalidRequest,
+    LimitExceeded,
+    ResultTimeout,
+    TaskNotFound,
+    UnknownDevice,
+    UnknownSnapshot,
+    VqpuError,
+)
+from .keys import SNAPSHOT_ID_RE, Keys, check_device_name, device_of, new_task_id
+from .lifecycle import FINAL_STATES, TaskState
+from .scripts import Scripts
+
+log = logging.getLogger("vqpu.control")
+
+GROUP = "agents"
+EVENTS_MAXLEN = 100_000
+IDEMPOTENCY_TTL_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one submission may ask for; checked before enqueue."""
+
+    max_shots: int = 1_000_000
+    max_qubits: int = 30  # active qubits a simulation may use, whatever the device has
+    max_circuit_bytes: int = 1_000_000
+    max_ops: int = 200_000
+    max_queued_per_owner: int = 0  # 0: unlimited
+    max_name_chars: int = 200
+
+
+@dataclass
+class Claim:
+    """What an agent gets from a successful claim: the task and its fencing token."""
+
+    task_id: str
+    device: str
+    token: int
+    snapshot_id: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def _ms_to_s(value: Any) -> float | None:
+    return int(value) / 1000.0 if value not in (None, "") else None
+
+
+def task_view(h: dict[str, str], position: int | None = None) -> dict[str, Any]:
+    """The public shape of a task, as the CLI, the API and the widget show it."""
+    state = h.get("state", "")
+    view: dict[str, Any] = {
+        "task_id": h.get("id"),
+        "device": h.get("device"),
+        "owner": h.get("owner"),
+        "name": h.get("name") or None,
+        "state": state,
+        "shots": int(h["shots"]) if h.get("shots") else None,
+        "seed": int(h["seed"]) if h.get("seed") else None,
+        "optimization_level": int(h.get("optimization_level") or 1),
+        "snapshot_id": h.get("snapshot") or h.get("pinned_snapshot") or None,
+        "pinned": bool(h.get("pinned_snapshot")),
+        "attempts": int(h.get("attempt") or 0),
+        "agent": h.get("agent") or None,
+        "executor": h.get("executor") or None,
+        "job_id": h.get("job_id") or None,
+        "job_reason": h.get("job_reason") or None,
+        "reason": h.get("reason") or None,
+        "error": h.get("error") or None,
+        "queue_position": position if state == TaskState.QUEUED.value else None,
+    }
+    for name in ("created_at", "claimed_at", "scheduled_at", "started_at", "finished_at", "updated_at"):
+        view[name] = _ms_to_s(h.get(name))
+    return view
+
+
+def _decode_pairs(flat: list) -> dict[str, str]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+class ControlPlane:
+    """Operations on the control plane; every state change is one script call."""
+
+    def __init__(self, client: redis.Redis, *, limits: Limits | None = None, events_maxlen: int = EVENTS_MAXLEN) -> None:
+        self.redis = client
+        self.limits = limits or Limits()
+        self.events_maxlen = events_maxlen
+        self.scripts = Scripts(client)
+        self._keys: dict[str, Keys] = {}
+
+    def keys(self, device: str) -> Keys:
+        k = self._keys.get(device)
+        if k is None:
+            k = self._keys[device] = Keys(check_device_name(device))
+        return k
+
+    # ----------------------------------------------------------- devices
+
+    def device_names(self) -> list[str]:
+        return sorted(self.redis.smembers(Keys.registry))
+
+    def _require_device(self, device: str) -> dict[str, str]:
+        check_device_name(device)
+        h = self.redis.hgetall(self.keys(device).device)
+        if not h:
+            known = ", ".join(self.device_names()) or "none"
+            raise UnknownDevice(f"unknown device {device!r}", f"known devices: {known}; see `vqpu devices`")
+        return h
+
+    def server_time(self) -> float:
+        sec, usec = self.redis.time()
+        return sec + usec / 1e6
+
+    def devices(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Each device's status (online / draining / offline), queue depth and snapshot age."""
+        names = list(names) if names is not None else self.device_names()
+        now = self.server_time()
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            k = self.keys(name)
+            pipe.hgetall(k.device)
+            pipe.zcard(k.pending)
+            pipe.zcard(k.leases)
+            pipe.zrangebyscore(k.agents, now * 1000, "+inf")
+        replies = pipe.execute()
+        out = []
+        for i, name in enumerate(names):
+            h, depth, held, agents = replies[4 * i : 4 * i + 4]
+            if not h:
+                continue
+            if h.get("admin_state") == "draining":
+                status = "draining"
+            else:
+                status = "online" if agents else "offline"
+            snapshot_at = _ms_to_s(h.get("snapshot_at"))
+            out.append(
+                {
+                    "name": name,
+                    "status": status,
+                    "num_qubits": int(h.get("num_qubits") or 0),
+                    "queue_depth": depth,
+                    "held": held,
+                    "agents": sorted(agents),
+                    "offline_since": _ms_to_s(h.get("offline_since")) if not agents else None,
+                    "snapshot_id": h.get("snapshot"),
+                    "snapshot_version": int(h.get("version") or 0),
+                    "snapshot_at": snapshot_at,
+                    "snapshot_age_s": round(now - snapshot_at, 3) if snapshot_at else None,
+                }
+            )
+        return out
+
+    def snapshot_bytes(self, device: str, snapshot_id: str | None = None) -> bytes:
+        """A snapshot's canonical bytes (the device's current one by default)."""
+        h = self._require_device(device)
+        sid = snapshot_id or h.get("snapshot")
+        if not sid or not SNAPSHOT_ID_RE.match(sid):
+            raise UnknownSnapshot(f"no snapshot {sid!r} for {device}", "snapshot ids are 64 hex digits; see `vqpu devices`")
+        data = self.redis.get(self.keys(device).snapshot(sid))
+        if data is None:
+            raise UnknownSnapshot(f"no snapshot {sid[:12]} for {device}", "list them with `vqpu device snapshots " + device + "`")
+        return data.encode()
+
+    def snapshot_ids(self, device: str) -> list[tuple[int, str]]:
+        self._require_device(device)
+        return [(int(v), sid) for sid, v in self.redis.zrange(self.keys(device).snapshots, 0, -1, withscores=True)]
+
+    def publish(self, device: str, build: Callable[[int], dict], *, only_if_new: bool = False) -> tuple[str, int] | None:
+        """Publish ``build(version)`` as the device's new current snapshot.
+
+        ``build`` gets the next version number, because the version is inside
+        the hashed document. Retries on a concurrent publisher. Returns
+        (snapshot id, version), or None when ``only_if_new`` and the device exists."""
+        k = self.keys(check_device_name(device))
+        for _ in range(10):
+            current = int(self.redis.hget(k.device, "version") or 0)
+            if only_if_new and current:
+                return None
+            doc = build(current + 1)
+            data = snap.canonical_bytes(doc)
+            sid = snap.snapshot_id(data)
+            status, version = self.scripts.publish(
+                keys=[k.device, k.snapshot(sid), k.snapshots, k.events],
+                args=[device, sid, data, current + 1, current, doc["num_qubits"], self.events_maxlen, int(only_if_new)],
+            )
+            if status == "published":
+                self.redis.sadd(Keys.registry, device)
+                log.info("published snapshot %s v%s for %s", sid[:12], version, device)
+                return sid, int(version)
+            if status == "exists":
+                self.redis.sadd(Keys.registry, device)
+                return None
+        raise VqpuError(f"could not publish a snapshot for {device}: too many concurrent publishers", "try again")
+
+    def seed(self, names: Iterable[str]) -> list[str]:
+        """Register built-in devices that are not there yet; never replaces a snapshot."""
+        from . import catalog
+
+        added = []
+        for name in names:
+            if self.redis.exists(self.keys(name).device):
+                self.redis.sadd(Keys.registry, name)
+                continue
+            if self.publish(name, lambda v, n=name: catalog.builtin_snapshot(n, version=v), only_if_new=True):
+                added.append(name)
+        return added
+
+    def update_calibration(self, device: str, files: list[str]) -> tuple[str, int]:
+        """Publish a new snapshot from IBM conf/props JSON (a device mutation)."""
+        import os
+
+        conf, props = snap.read_calibration_files(files)
+        self._require_device(device)
+        base = snap.load_snapshot(self.snapshot_bytes(device))
+        source = "calibration file " + ", ".join(os.path.basename(f) for f in files)
+        result = self.publish(
+            device,
+            lambda v: snap.snapshot_from_ibm(conf, props, device=device, version=v, source=source, base=base),
+        )
+        assert result is not None
+        return result
+
+    def set_admin_state(self, device: str, state: str) -> None:
+        if state not in ("active", "draining"):
+            raise InvalidRequest(f"unknown device state {state!r}", "use active or draining")
+        self._require_device(device)
+        self.redis.hset(self.keys(device).device, "admin_state", state)
+
+    # ------------------------------------------------------------- tasks
+
+    def validate(self, *, device: str, shots: Any, seed: Any, optimization_level: Any, name: Any) -> dict[str, str]:
+        """Check the scalar fields of a submission; returns them as task fields."""
+        lim = self.limits
+        if isinstance(shots, bool) or not isinstance(shots, int):
+            raise InvalidRequest(f"shots must be a whole number, got {shots!r}", "e.g. shots=4096")
+        if shots < 1:
+            raise InvalidRequest(f"shots must be at least 1, got {shots}", "e.g. shots=4096")
+        if shots > lim.max_shots:
+            raise LimitExceeded(f"shots={shots} is over the limit of {lim.max_shots}", "ask for fewer shots")
+        fields = {"device": device, "shots": str(shots)}
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+                raise InvalidRequest(f"seed must be a whole number in [0, 2^63), got {seed!r}", "e.g. seed=7")
+            fields["seed"] = str(seed)
+        if isinstance(optimization_level, bool) or optimization_level not in (0, 1, 2, 3):
+            raise InvalidRequest(f"optimization_level must be 0, 1, 2 or 3, got {optimization_level!r}", "")
+        fields["optimization_level"] = str(optimization_level)
+        if name is not None:
+            if not isinstance(name, str) or len(name) > lim.max_name_chars:
+                raise InvalidRequest(f"name must be text of at most {lim.max_name_chars} characters", "")
+            fields["name"] = name
+        return fields
+
+    def check_circuit(self, text: str, fmt: str | None, device_qubits: int) -> tuple[str, int]:
+        """Parse the circuit under the size bounds; returns (format, qubit count)."""
+        from . import circuits
+
+        lim = self.limits
+        if not isinstance(text, str) or not text.strip():
+            raise CircuitError("the circuit is empty", "send OpenQASM 2/3 text or a QuantumCircuit")
+        size = len(text.encode())
+        if size > lim.max_circuit_bytes:
+            raise LimitExceeded(
+                f"the circuit is {size} bytes, over the limit of {lim.max_circuit_bytes}", "send a smaller circuit"
+            )
+        fmt = fmt or circuits.detect_format(text)
+        qc = circuits.parse_circuit(text, fmt, max_bytes=lim.max_circuit_bytes, max_ops=lim.max_ops)
+        if qc.num_qubits > device_qubits:
+            raise LimitExceeded(
+                f"the circuit has {qc.num_qubits} qubits but the device has {device_qubits}",
+                "use fewer qubits or a larger device (see `vqpu devices`)",
+            )
+        if qc.num_qubits > lim.max_qubits:
+            raise LimitExceeded(
+                f"the circuit has {qc.num_qubits} qubits, over the simulation limit of {lim.max_qubits}",
+                "use fewer qubits",
+            )
+        return fmt, qc.num_qubits
+
+    def submit(
+        self,
+        *,
+        owner: str,
+        device: str,
+        circuit: str,
+        circuit_format: str | None = None,
+        shots: int = 1024,
+        seed: int | None = None,
+        optimization_level: int = 1,
+        name: str | None = None,
+        snapshot: str | None = None,
+        idempotency_key: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Validate and enqueue one task; with an idempotency key a retry returns the same task."""
+        fields = self.validate(device=device, shots=shots, seed=seed, optimization_level=optimization_level, name=name)
+        dev = self._require_device(device)
+        k = self.keys(device)
+        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
+            raise InvalidRequest("idempotency_key must be 1-200 characters of text", "")
+        if snapshot is not None and (not isinstance(snapshot, str) or not SNAPSHOT_ID_RE.match(snapshot)):
+            raise UnknownSnapshot(f"invalid snapshot id {snapshot!r}", "snapshot ids are 64 hex digits; see `vqpu devices`")
+        if idempotency_key:
+            existing = self.redis.get(k.idempotency(owner, idempotency_key))
+            if existing:
+                return self.task(existing)
+        fmt, nq = self.check_circuit(circuit, circuit_format, int(dev.get("num_qubits") or 0))
+        fields.update(circuit=circuit, circuit_format=fmt, num_qubits=str(nq), options=json.dumps(options or {}))
+        task_id = new_task_id(device)
+        idem_key = k.idempotency(owner, idempotency_key) if idempotency_key else k.device
+        reply = self.scripts.submit(
+            keys=[k.task(task_id), k.history(task_id), k.events, k.device, k.queue, k.pending,
+                  idem_key, k.owner_index(owner), k.snapshot(snapshot) if snapshot else k.device],
+            args=[task_id, owner, json.dumps(fields), IDEMPOTENCY_TTL_S if idempotency_key else 0,
+                  snapshot or "", self.events_maxlen, self.limits.max_queued_per_owner],
+        )
+        status = reply[0]
+        if status == "error":
+            code, detail = reply[1], reply[2]
+            if code == "unknown_device":
+                raise UnknownDevice(f"unknown device {device!r}", "see `vqpu devices`")
+            if code == "device_draining":
+                raise DeviceDraining(f"device {device} is draining and takes no new tasks", "try another device or later")
+            if code == "unknown_snapshot":
+                raise UnknownSnapshot(f"no snapshot {detail[:12]} on {device}", f"list them with `vqpu device snapshots {device}`")
+            if code == "queue_limit":
+                raise LimitExceeded(f"you already have {detail} tasks queued on {device} (the limit)", "wait for some to finish")
+            raise VqpuError(f"submit failed: {code} {detail}")
+        return self.task(reply[1])
+
+    def _task_hash(self, task_id: str) -> tuple[Keys, dict[str, str]]:
+        k = self.keys(device_of(task_id))
+        h = self.redis.hgetall(k.task(task_id))
+        if not h:
+            raise TaskNotFound(f"no task {task_id}", "see `vqpu tasks` for your tasks")
+        return k, h
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        k, h = self._task_hash(task_id)
+        position = None
+        if h.get("state") == "queued":
+            rank = self.redis.zrank(k.pending, task_id)
+            position = rank + 1 if rank is not None else None
+        return task_view(h, position)
+
+    def owner_of(self, task_id: str) -> str:
+        return self._task_hash(task_id)[1].get("owner", "")
+
+    def history(self, task_id: str) -> list[dict[str, Any]]:
+        k = self.keys(device_of(task_id))
+        return [json.loads(e) for e in self.redis.lrange(k.history(task_id), 0, -1)]
+
+    def result(self, task_id: str) -> dict[str, Any] | None:
+        k = self.keys(device_of(task_id))
+        data = self.redis.get(k.result(task_id))
+        return json.loads(data) if data else None
+
+    def circuit(self, task_id: str) -> tuple[str, str]:
+        _, h = self._task_hash(task_id)
+        return h.get("circuit_format", "qasm3"), h.get("circuit", "")
+
+    def tasks(self, owner: str, devices: Iterable[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """An owner's most recent tasks across devices, newest first."""
+        names = list(devices) if devices is not None else self.device_names()
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.zrevrange(self.keys(name).owner_index(owner), 0, limit - 1, withscores=True)
+        ids = sorted(
+            ((score, tid) for reply in pipe.execute() for tid, score in reply), reverse=True
+        )[:limit]
+        pipe = self.redis.pipeline(transaction=False)
+        for _, tid in ids:
+            k = self.keys(device_of(tid))
+            pipe.hgetall(k.task(tid))
+            pipe.zrank(k.pending, tid)
+        replies = pipe.execute()
+        return [
+            task_view(replies[2 * i], replies[2 * i + 1] + 1 if replies[2 * i + 1] is not None else None)
+            for i in range(len(ids))
+            if replies[2 * i]
+        ]
+
+    def cancel(self, task_id: str, by: str) -> dict[str, Any]:
+        """Cancel a task in any non-final state. Cancelling a final task changes nothing."""
+        k = self.keys(device_of(task_id))
+        reply = self.scripts.cancel(
+            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.device],
+            args=[task_id, by, self.events_maxlen],
+        )
+        if reply[0] == "missing":
+            raise TaskNotFound(f"no task {task_id}", "see `vqpu tasks` for your tasks")
+        view = self.task(task_id)
+        view["cancel"] = {"cancelled": reply[0] == "cancelled", "previous": reply[1]}
+        return view
+
+    # ----------------------------------------------------- waiting, events
+
+    def last_event_id(self, device: str) -> str:
+        last = self.redis.xrevrange(self.keys(device).events, count=1)
+        return last[0][0] if last else "0-0"
+
+    def read_events(self, cursors: dict[str, str], block_ms: int | None, count: int = 500) -> list[tuple[str, str, dict]]:
+        """New events after each device's cursor: (device, event id, fields). Updates ``cursors``."""
+        streams = {self.keys(d).events: c for d, c in cursors.items()}
+        reply = self.redis.xread(streams, count=count, block=block_ms)
+        out = []
+        for stream, entries in reply or []:
+            device = stream.split("{", 1)[1].split("}", 1)[0]
+            for eid, fields in entries:
+                out.append((device, eid, fields))
+                cursors[device] = eid
+        return out
+
+    def watch(self, task_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Yield the task's view now and after each of its events, until it is final.
+
+        Blocks on the events stream (no polling). Raises ResultTimeout."""
+        device = device_of(task_id)
+        cursors = {device: self.last_event_id(device)}
+        view = self.task(task_id)
+        yield view
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while view["state"] not in {s.value for s in FINAL_STATES}:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ResultTimeout(
+                    f"task {task_id} is still {view['state']} after {timeout:g} s",
+                    f"wait longer with `vqpu wait {task_id}`",
+                )
+            block = 2000 if remaining is None else max(1, min(2000, int(remaining * 1000)))
+            events = self.read_events(cursors, block)
+            if any(f.get("task") == task_id for _, _, f in events) or not events:
+                new = self.task(task_id)
+                if new != view:
+                    view = new
+                    yield view
+
+    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        view: dict[str, Any] = {}
+        for view in self.watch(task_id, timeout):
+            pass
+        return view
+
+    # ----------------------------------------------------- agent's side
+
+    def ensure_group(self, device: str) -> None:
+        try:
+            self.redis.xgroup_create(self.keys(device).queue, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read_work(self, devices: list[str], consumer: str, count: int, block_ms: int) -> list[tuple[str, str, str]]:
+        """Block for new work pointers: (device, stream entry id, task id)."""
+        streams = {self.keys(d).queue: ">" for d in devices}
+        reply = self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+        out = []
+        for stream, entries in reply or []:
+            device = stream.split("{", 1)[1].split("}", 1)[0]
+            for eid, fields in entries:
+                out.append((device, eid, fields.get("task", "")))
+        return out
+
+    def stale_work(self, device: str, consumer: str, min_idle_ms: int, count: int = 100) -> list[tuple[str, str, str]]:
+        """Pointers delivered to a consumer that died before claiming them."""
+        reply = self.redis.xautoclaim(self.keys(device).queue, GROUP, consumer, min_idle_ms, "0-0", count=count)
+        return [(device, eid, fields.get("task", "")) for eid, fields in reply[1] if fields]
+
+    def claim(self, device: str, task_id: str, agent: str, lease_ms: int, entry_id: str = "") -> Claim | None:
+        k = self.keys(device)
+        reply = self.scripts.claim(
+            keys=[k.task(task_id), k.history(task_id), k.events, k.device, k.pending, k.leases, k.queue],
+            args=[task_id, agent, lease_ms, GROUP, entry_id, self.events_maxlen],
+        )
+        if reply[0] != "claimed":
+            return None
+        return Claim(task_id, device, int(reply[1]), reply[2], _decode_pairs(reply[3:]))
+
+    def progress(self, task_id: str, agent: str, token: int, state: str = "", detail: dict | None = None,
+                 lease_ms: int = 30_000, client: Any = None) -> Any:
+        """A fenced heartbeat (state '') or move to scheduled/running. Returns the script's verdict."""
+        k = self.keys(device_of(task_id))
+        return self.scripts.progress(
+            keys=[k.task(task_id), k.history(task_id), k.events, k.leases],
+            args=[task_id, agent, token, state, json.dumps(detail or {}), lease_ms, self.events_maxlen],
+            client=client,
+        )
+
+    def heartbeat(self, held: list[tuple[str, int]], agent: str, lease_ms: int) -> dict[str, str]:
+        """Renew every held lease in one round trip; returns task id -> 'ok' / 'cancelled' / 'fenced'."""
+        if not held:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id, token in held:
+            self.progress(task_id, agent, token, "", None, lease_ms, client=pipe)
+        return {tid: reply[0] for (tid, _), reply in zip(held, pipe.execute())}
+
+    def finish(self, task_id: str, agent: str, token: int, outcome: str, *, result: dict | None = None,
+               reason: str = "", error: str = "") -> str:
+        """Complete or fail an attempt. Returns 'ok', 'cancelled' or 'fenced'."""
+        k = self.keys(device_of(task_id))
+        summary: dict[str, Any] = {}
+        if result is not None:
+            summary = {
+                "snapshot": result.get("snapshot_id"),
+                "timings": result.get("timings"),
+                "simulator": (result.get("simulator") or {}).get("device"),
+            }
+        reply = self.scripts.finish(
+            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.result(task_id)],
+            args=[task_id, agent, token, outcome, json.dumps(result) if result is not None else "",
+                  reason, error[:1000], json.dumps(summary), self.events_maxlen],
+        )
+        return reply[0]
+
+    def expired(self, device: str) -> list[str]:
+        now_ms = int(self.server_time() * 1000)
+        return self.redis.zrangebyscore(self.keys(device).leases, "-inf", now_ms)
+
+    def recover(self, device: str, *, max_attempts: int, by: str, task_ids: Iterable[str] | None = None,
+                force: bool = False) -> list[tuple[str, str, int]]:
+        """Return expired tasks to the queue (or fail them as lost): (task, verdict, attempt)."""
+        k = self.keys(device)
+        out = []
+        for task_id in list(task_ids) if task_ids is not None else self.expired(device):
+            reply = self.scripts.recover(
+                keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.queue, k.device],
+                args=[task_id, max_attempts, by, self.events_maxlen, "1" if force else "0"],
+            )
+            out.append((task_id, reply[0], int(reply[1]) if isinstance(reply[1], int) else 0))
+        return out
+
+    def presence(self, device: str, agent: str, ttl_ms: int) -> int:
+        k = self.keys(device)
+        return int(self.scripts.presence(keys=[k.agents, k.events, k.device], args=[agent, ttl_ms, self.events_maxlen]))

@@ -1,0 +1,28 @@
+-- presence: an agent says it is alive and serving this device. Membership
+-- changes (an agent appearing, or one whose presence expired) are events, so a
+-- device's online/offline status is projected like any other state change.
+-- KEYS[1] agents zset   KEYS[2] device events   KEYS[3] device hash
+-- ARGV[1] agent id      ARGV[2] ttl ms ('0' : leaving)   ARGV[3] events maxlen
+-- returns number of live agents
+local now = now_ms()
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, a in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], a)
+  emit(nil, KEYS[2], ARGV[3], '', '', 'agent_offline', {agent = a, reason = 'expired'})
+end
+if ARGV[2] == '0' then
+  if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+    emit(nil, KEYS[2], ARGV[3], '', '', 'agent_offline', {agent = ARGV[1], reason = 'left'})
+  end
+else
+  if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) == 1 then
+    emit(nil, KEYS[2], ARGV[3], '', '', 'agent_online', {agent = ARGV[1]})
+  end
+end
+local n = redis.call('ZCARD', KEYS[1])
+if n == 0 then
+  redis.call('HSETNX', KEYS[3], 'offline_since', now)  -- keeps the first moment
+else
+  redis.call('HDEL', KEYS[3], 'offline_since')
+end
+return n

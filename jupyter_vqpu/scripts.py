@@ -1,0 +1,32 @@
+"""The control-plane scripts: Lua files under ``lua/``, registered once.
+
+Each script is the shared prelude plus its own file. ``redis-py``'s
+``Script`` runs EVALSHA and, on NOSCRIPT (a restarted Redis, SCRIPT FLUSH),
+loads the script and retries, so callers never see that error.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from redis.commands.core import Script
+
+NAMES = ("submit", "claim", "progress", "finish", "cancel", "recover", "publish", "presence")
+
+
+@cache
+def source(name: str) -> str:
+    lua = resources.files(__package__) / "lua"
+    return (lua / "prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+class Scripts:
+    """The registered scripts of one Redis client, as callables by name."""
+
+    def __init__(self, client) -> None:
+        for name in NAMES:
+            setattr(self, name, client.register_script(source(name)))
+
+    def __getattr__(self, name: str) -> Script:  # for type checkers; real ones set above
+        raise AttributeError(name)

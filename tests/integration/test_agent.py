@@ -1,0 +1,170 @@
+"""Agents against a real redis-server: races, lifecycle end to end, fencing of zombies."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agent.agent import Agent, AgentConfig
+from agent.executors.base import Executor, Job
+from jupyter_vqpu.client import Client
+from jupyter_vqpu.connection import connect
+from jupyter_vqpu.control import ControlPlane
+from tests.conftest import GHZ3
+
+pytestmark = pytest.mark.redis
+
+
+class EchoExecutor(Executor):
+    """Completes every job at once with a result naming the bound snapshot.
+
+    For tests of the control plane's claim race, where the simulator is beside the point."""
+
+    name = "echo"
+
+    def submit(self, job: Job) -> None:
+        from agent import bundle
+
+        spec = bundle.read_spec(job.bundle_dir)
+        self.reporter.scheduled(job, {"executor": "echo", "job_id": f"echo-{job.task_id}"})
+        self.reporter.running(job, {})
+        self.reporter.finished(job, {"ok": True, "counts": {"0": spec.shots}, "snapshot_id": spec.snapshot_id,
+                                     "task_id": job.task_id, "attempt": job.attempt})
+
+    def cancel(self, job: Job) -> None:
+        pass
+
+
+class HoldExecutor(Executor):
+    """Holds every job until released: lets a test act while a task is running."""
+
+    name = "hold"
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+        self.cancelled: list[str] = []
+        self.submitted = threading.Event()
+
+    def submit(self, job: Job) -> None:
+        self.jobs[job.task_id] = job
+        self.reporter.scheduled(job, {"executor": "hold", "job_id": "h1", "reason": "held"})
+        self.reporter.running(job, {})
+        self.submitted.set()
+
+    def cancel(self, job: Job) -> None:
+        self.cancelled.append(job.task_id)
+
+    def release(self, task_id: str, snapshot_id: str) -> None:
+        job = self.jobs[task_id]
+        self.reporter.finished(job, {"ok": True, "counts": {"1": 1}, "snapshot_id": snapshot_id})
+
+
+class Running:
+    """An agent serving in a background thread for the duration of a test."""
+
+    def __init__(self, url: str, executor: Executor, tmp: Path, devices=("ideal",), **cfg) -> None:
+        cfg.setdefault("block_ms", 200)
+        cfg.setdefault("renew_s", 0.5)
+        self.agent = Agent(ControlPlane(connect(url)), executor,
+                           AgentConfig(devices=list(devices), work_root=tmp, **cfg))
+        self.thread = threading.Thread(target=self.agent.run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.agent.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_four_agents_racing_over_200_tasks_complete_each_exactly_once(seeded, redis_url, tmp_path):
+    cp = seeded
+    client = Client(control=cp, owner="racer")
+    ids = [client.submit(GHZ3, device="ideal", shots=10).id for _ in range(200)]
+    agents = [Running(redis_url, EchoExecutor(), tmp_path / f"a{i}", agent_id=f"agent-{i}", capacity=4)
+              for i in range(4)]
+    try:
+        for tid in ids:
+            assert cp.wait(tid, timeout=60)["state"] == "completed"
+    finally:
+        for a in agents:
+            a.stop()
+    completions = Counter()
+    claimers = Counter()
+    for tid in ids:
+        events = cp.history(tid)
+        completions[tid] = sum(1 for e in events if e["event"] == "completed")
+        claims = [e for e in events if e["event"] == "claimed"]
+        assert len(claims) == 1 and claims[0]["token"] == 1
+        claimers[claims[0]["agent"]] += 1
+        assert not [e for e in events if e["event"] == "fenced"]
+    assert set(completions.values()) == {1}
+    assert sum(claimers.values()) == 200
+    assert len(claimers) >= 2, f"the work should spread over the agents: {claimers}"
+    assert sum(a.agent.stats["completed"] for a in agents) == 200
+
+
+def test_cancel_reaches_the_executor_of_a_running_task(seeded, redis_url, tmp_path):
+    cp = seeded
+    ex = HoldExecutor()
+    running = Running(redis_url, ex, tmp_path)
+    try:
+        tid = Client(control=cp).submit(GHZ3, device="ideal", shots=10).id
+        wait_for(lambda: cp.task(tid)["state"] == "running", what="running")
+        cp.cancel(tid, by="me")
+        wait_for(lambda: tid in ex.cancelled, what="executor cancel")  # via the next heartbeat
+        ex.release(tid, cp.task(tid)["snapshot_id"])  # a late result from the killed job
+        assert cp.task(tid)["state"] == "cancelled" and cp.result(tid) is None
+        assert running.agent.held == {}
+    finally:
+        running.stop()
+
+
+def test_a_zombie_agents_result_is_never_visible(seeded, redis_url, tmp_path):
+    """An agent stalls past its lease; the task is rerun elsewhere; the zombie's late result is fenced."""
+    cp = seeded
+    zombie_ex = HoldExecutor()
+    zombie = Running(redis_url, zombie_ex, tmp_path / "z", agent_id="zombie", lease_s=1.0, renew_s=30,
+                     reap_every_s=3600)
+    tid = Client(control=cp).submit(GHZ3, device="ideal", shots=10).id
+    zombie_ex.submitted.wait(10)
+    # the zombie holds the task but renews nothing (renew_s=30): its 1 s lease runs out
+    wait_for(lambda: cp.expired("ideal") == [tid], what="lease expiry")
+    fresh = Running(redis_url, EchoExecutor(), tmp_path / "f", agent_id="fresh", reap_every_s=0.2)
+    try:
+        assert cp.wait(tid, timeout=30)["state"] == "completed"
+        zombie_ex.release(tid, cp.task(tid)["snapshot_id"])
+        assert cp.result(tid)["counts"] == {"0": 10}  # the fresh attempt's, not the zombie's {"1": 1}
+        events = cp.history(tid)
+        assert [e["event"] for e in events].count("completed") == 1
+        fenced = [e for e in events if e["event"] == "fenced"]
+        assert fenced and fenced[-1]["agent"] == "zombie" and fenced[-1]["token"] == 1
+        assert cp.task(tid)["attempts"] == 2
+    finally:
+        fresh.stop()
+        zombie.stop()
+
+
+def test_agent_drains_on_stop_and_hands_back_what_it_holds(seeded, redis_url, tmp_path):
+    cp = seeded
+    ex = HoldExecutor()
+    running = Running(redis_url, ex, tmp_path, drain_timeout_s=0.5)
+    tid = Client(control=cp).submit(GHZ3, device="ideal", shots=10).id
+    ex.submitted.wait(10)
+    running.stop()
+    view = cp.task(tid)
+    assert view["state"] == "queued" and tid in ex.cancelled
+    assert cp.devices(["ideal"])[0]["status"] == "offline"
