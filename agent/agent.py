@@ -79,6 +79,7 @@ class Agent:
 
     def run(self) -> None:
         """Serve until stop() is called; then drain and return."""
+        self.cp.check_server()
         for d in self.cfg.devices:
             self.cp.ensure_group(d)
         self.executor.start(self)

@@ -254,7 +254,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     executor = make_executor(args.executor, args, work_root)
     cfg = AgentConfig(devices=devices, work_root=work_root, agent_id=args.agent_id or "", lease_s=args.lease,
                       renew_s=args.renew, max_attempts=args.max_attempts, capacity=args.capacity,
-                      task_timeout_s=args.task_timeout)
+                      task_timeout_s=args.task_timeout, reap_every_s=args.reap_every)
     agent = Agent(cp, executor, cfg)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     signal.signal(signal.SIGINT, lambda *_: agent.stop())
@@ -350,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--renew", type=float, default=10.0, help="lease renewal interval seconds")
     s.add_argument("--max-attempts", type=int, default=3)
     s.add_argument("--task-timeout", type=float, default=600.0)
+    s.add_argument("--reap-every", type=float, default=5.0, help="seconds between reaper passes")
     s.add_argument("--cold", action="store_true", help="local: a fresh runner process per task (no warm worker)")
     s.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_agent)

@@ -8,6 +8,7 @@ extension instead; both hand out the same ``Task`` handle.
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from .control import ControlPlane, Limits
@@ -17,6 +18,7 @@ from .errors import TaskCancelled, TaskFailed
 class Transport(Protocol):
     def status(self, task_id: str) -> dict[str, Any]: ...
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]: ...
+    def watch(self, task_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]: ...
     def fetch_result(self, task_id: str) -> dict[str, Any] | None: ...
     def cancel(self, task_id: str) -> dict[str, Any]: ...
 
@@ -50,6 +52,7 @@ class Task:
         self.id: str = view["task_id"]
         self.view = view
         self._result: dict[str, Any] | None = None
+        self.listeners: list[Any] = []
 
     def __repr__(self) -> str:
         return f"<vqpu Task {self.id} {self.view.get('state')} on {self.view.get('device')}>"
@@ -63,9 +66,15 @@ class Task:
         return self.view.get("state", "")
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
-        """Wait for the task to end; its record with counts, or TaskFailed / TaskCancelled."""
+        """Wait for the task to end; its record with counts, or TaskFailed / TaskCancelled.
+
+        Listeners (a notebook widget) hear every change while this waits, on
+        the waiting thread itself."""
         if self._result is None:
-            self.view = self._t.wait(self.id, timeout)
+            for view in self._t.watch(self.id, timeout):
+                self.view = view
+                for listener in self.listeners:
+                    listener(view)
             if self.view.get("state") == "completed":
                 self._result = merge_result(self.view, self._t.fetch_result(self.id))
             else:
@@ -107,6 +116,9 @@ class Client:
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         return self.cp.wait(task_id, timeout)
 
+    def watch(self, task_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        return self.cp.watch(task_id, timeout)
+
     def fetch_result(self, task_id: str) -> dict[str, Any] | None:
         return self.cp.result(task_id)
 
@@ -143,3 +155,11 @@ class Client:
 
     def devices(self) -> list[dict[str, Any]]:
         return self.cp.devices()
+
+    def snapshot(self, device: str, snapshot_id: str | None = None) -> dict[str, Any]:
+        """A device snapshot document (the current one by default), hash-checked."""
+        from .snapshot import load_snapshot
+        from .snapshot import snapshot_id as sid_of
+
+        data = self.cp.snapshot_bytes(device, snapshot_id)
+        return load_snapshot(data, snapshot_id or sid_of(data))

@@ -108,6 +108,24 @@ class ControlPlane:
         self.scripts = Scripts(client)
         self._keys: dict[str, Keys] = {}
 
+    def check_server(self) -> list[str]:
+        """Warnings about a Redis that could lose or evict control-plane state."""
+        warnings = []
+        try:
+            policy = self.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+            aof = self.redis.config_get("appendonly").get("appendonly")
+        except redis.ResponseError:  # CONFIG is not allowed for least-privilege users
+            return warnings
+        if policy and policy != "noeviction":
+            warnings.append(
+                f"Redis maxmemory-policy is {policy!r}: under memory pressure it may evict tasks; set it to noeviction"
+            )
+        if aof == "no":
+            warnings.append("Redis runs without AOF (appendonly no): a crash loses acknowledged submissions")
+        for w in warnings:
+            log.warning(w)
+        return warnings
+
     def keys(self, device: str) -> Keys:
         k = self._keys.get(device)
         if k is None:
@@ -290,12 +308,15 @@ class ControlPlane:
                 f"the circuit has {qc.num_qubits} qubits but the device has {device_qubits}",
                 "use fewer qubits or a larger device (see `vqpu devices`)",
             )
-        if qc.num_qubits > lim.max_qubits:
+        # A circuit already laid out on a 156-qubit device declares them all but
+        # uses a few: the simulation cost follows the qubits that are touched.
+        active = len({q for inst in qc.data for q in inst.qubits})
+        if active > lim.max_qubits:
             raise LimitExceeded(
-                f"the circuit has {qc.num_qubits} qubits, over the simulation limit of {lim.max_qubits}",
+                f"the circuit acts on {active} qubits, over the simulation limit of {lim.max_qubits}",
                 "use fewer qubits",
             )
-        return fmt, qc.num_qubits
+        return fmt, active
 
     def submit(
         self,
@@ -357,11 +378,22 @@ class ControlPlane:
 
     def task(self, task_id: str) -> dict[str, Any]:
         k, h = self._task_hash(task_id)
-        position = None
-        if h.get("state") == "queued":
-            rank = self.redis.zrank(k.pending, task_id)
-            position = rank + 1 if rank is not None else None
-        return task_view(h, position)
+        if h.get("state") != "queued":
+            return task_view(h)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrank(k.pending, task_id)
+        pipe.time()
+        pipe.zrange(k.agents, -1, -1, withscores=True)
+        pipe.hget(k.device, "offline_since")
+        rank, (sec, usec), newest, offline_since = pipe.execute()
+        view = task_view(h, rank + 1 if rank is not None else None)
+        if not newest or newest[0][1] <= sec * 1000 + usec // 1000:
+            # Say why it is not moving rather than sit silently in 'queued'.
+            since = _ms_to_s(offline_since) or _ms_to_s(h.get("created_at"))
+            view["notice"] = f"no agent online for {view['device']} since " + time.strftime(
+                "%H:%M", time.localtime(since)
+            )
+        return view
 
     def owner_of(self, task_id: str) -> str:
         return self._task_hash(task_id)[1].get("owner", "")

@@ -148,7 +148,7 @@ def _start_redis(p: dict[str, Path]) -> str:
         ]) + "\n"
         proc = subprocess.run(cmd, input=conf, text=True, capture_output=True, timeout=30)
         if proc.returncode != 0:
-            last_error = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["exit %d" % proc.returncode]
+            last_error = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
             continue
         p["state"].write_text(json.dumps({"port": port}))
         u = url()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from jupyter_vqpu.snapshot import ideal_snapshot
 
 from jupyter_vqpu.control import ControlPlane
 from jupyter_vqpu.errors import (
@@ -20,7 +21,6 @@ from jupyter_vqpu.errors import (
     UnknownDevice,
     UnknownSnapshot,
 )
-from jupyter_vqpu.snapshot import ideal_snapshot
 from tests.conftest import BELL_QASM2, GHZ3
 
 pytestmark = pytest.mark.redis
@@ -281,6 +281,8 @@ def _keys_snapshot(cp):
         ({"circuit": "// x\n" * 300_000}, LimitExceeded, "bytes"),
         ({"device": "ideal", "circuit": "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[40];\n"}, LimitExceeded, "qubits"),
         ({"device": "fez", "circuit": "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[200];\n"}, LimitExceeded, "device has 156"),
+        ({"device": "fez", "circuit": "OPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[35];\nh q;\n"}, LimitExceeded,
+         "acts on 35 qubits, over the simulation limit of 30"),
         ({"circuit": 'OPENQASM 2.0;\ninclude "/etc/passwd";\nqreg q[1];\n'}, CircuitError, ""),
     ],
 )
@@ -330,3 +332,29 @@ def test_the_redis_client_retries_through_a_restart(redis_server, cp):
     # the AOF kept the device; the client reconnects by itself
     assert cp.devices(["ideal"])[0]["name"] == "ideal"
     assert submit(cp)["state"] == "queued"
+
+
+def test_eviction_policy_other_than_noeviction_is_warned_about(cp):
+    assert cp.check_server() == []
+    cp.redis.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        warnings = cp.check_server()
+    finally:
+        cp.redis.config_set("maxmemory-policy", "noeviction")
+    assert len(warnings) == 1 and "allkeys-lru" in warnings[0] and "noeviction" in warnings[0]
+
+
+def test_a_queued_task_says_when_no_agent_serves_its_device(seeded):
+    cp = seeded
+    tid = submit(cp)["task_id"]
+    assert cp.task(tid)["notice"].startswith("no agent online for ideal since ")
+    cp.presence("ideal", "a1", 10_000)
+    assert "notice" not in cp.task(tid)
+
+
+def test_declared_but_idle_qubits_do_not_count_against_the_limit(seeded):
+    """A circuit laid out on all 156 qubits of Fez that touches three of them is fine."""
+    body = "".join(f"cx q[{a}], q[{b}];\n" for a, b in ((3, 4), (4, 5)))
+    view = submit(seeded, device="fez",
+                  circuit=f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[156];\nh q[3];\n{body}')
+    assert view["state"] == "queued"

@@ -1,0 +1,305 @@
+"""Reusable pieces for the browser tests (no tests in here).
+
+Typical use in a test module::
+
+    from tests.browser.helpers import (
+        install_labextension, launch_chromium, open_lab, start_jupyter_lab, stop_process,
+    )
+
+    data_dir = tmp_path / "data"
+    install_labextension(data_dir)
+    url, token, proc = start_jupyter_lab(tmp_path, env={"JUPYTER_DATA_DIR": str(data_dir)})
+    try:
+        with sync_playwright() as pw:
+            browser = launch_chromium(pw)
+            page = browser.new_page()
+            open_lab(page, url, token)
+            ...
+            browser.close()
+    finally:
+        stop_process(proc)
+
+Everything runs on loopback; nothing here downloads anything (the browser is the Debian
+``/usr/bin/chromium``, never a Playwright-managed one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+#: The repository root (tests/browser/helpers.py -> ../..).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Where ``jlpm build:prod`` in ``labextension/`` writes the prebuilt extension.
+BUILT_LABEXTENSION = REPO_ROOT / "jupyter_vqpu" / "labextension"
+
+#: The labextension's package name (the directory name under ``labextensions/``).
+LABEXTENSION_NAME = "jupyter-vqpu"
+
+#: Debian's chromium; Playwright must not download its own.
+CHROMIUM_PATH = os.environ.get("VQPU_CHROMIUM", "/usr/bin/chromium")
+
+#: Flags that make headless chromium work as root in a container without a GPU or network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
+
+#: JupyterLab user-settings that keep the UI quiet and offline: no news / update toast.
+QUIET_LAB_SETTINGS: dict[str, dict[str, Any]] = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def install_labextension(
+    data_dir: str | os.PathLike[str],
+    source: str | os.PathLike[str] = BUILT_LABEXTENSION,
+    *,
+    symlink: bool = True,
+) -> Path:
+    """Make the prebuilt extension visible to a ``jupyter lab`` run with ``JUPYTER_DATA_DIR=data_dir``.
+
+    Links (or copies, with ``symlink=False``) ``source`` -- by default the build output
+    ``jupyter_vqpu/labextension`` -- to ``data_dir/labextensions/jupyter-vqpu``, which is
+    what ``jupyter labextension develop`` would do. Raises FileNotFoundError with the build
+    command when the extension has not been built. Returns the installed path.
+    """
+    source = Path(source).resolve()
+    if not (source / "package.json").is_file():
+        raise FileNotFoundError(
+            f"{source}/package.json is missing: build the extension first "
+            "(cd labextension && jlpm install && jlpm build:prod)"
+        )
+    target = Path(data_dir) / "labextensions" / LABEXTENSION_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    elif target.is_dir():
+        shutil.rmtree(target)
+    if symlink:
+        target.symlink_to(source, target_is_directory=True)
+    else:
+        shutil.copytree(source, target)
+    return target
+
+
+def write_lab_settings(
+    settings_dir: str | os.PathLike[str],
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """Write JupyterLab user settings (``{relative file: json}``) under ``settings_dir``.
+
+    ``settings`` defaults to QUIET_LAB_SETTINGS; keys are paths like
+    ``"@jupyterlab/apputils-extension/notification.jupyterlab-settings"``.
+    Pass the directory as ``--LabApp.user_settings_dir``. Returns the directory.
+    """
+    settings_dir = Path(settings_dir)
+    for rel, value in (QUIET_LAB_SETTINGS if settings is None else settings).items():
+        path = settings_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=2))
+    return settings_dir
+
+
+def wait_for_http(
+    url: str,
+    *,
+    timeout: float = 60.0,
+    proc: subprocess.Popen | None = None,
+    interval: float = 0.2,
+) -> None:
+    """Poll ``url`` until it answers HTTP 200, with a deadline.
+
+    Raises RuntimeError if ``proc`` exits first, TimeoutError after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (loopback)
+                if resp.status == 200:
+                    return
+                last = resp.status
+        except (urllib.error.URLError, ConnectionError, OSError) as exc:
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s (last: {last!r})")
+
+
+def start_jupyter_lab(
+    workdir: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    extra_args: Iterable[str] = (),
+    lab_settings: Mapping[str, Mapping[str, Any]] | None = None,
+    token: str | None = None,
+    port: int | None = None,
+    root_dir: str | os.PathLike[str] | None = None,
+    timeout: float = 60.0,
+) -> tuple[str, str, subprocess.Popen]:
+    """Start ``jupyter lab`` on a free loopback port and wait until it answers.
+
+    - ``workdir``: a scratch directory (e.g. pytest's ``tmp_path``); holds the server log
+      (``jupyter-lab.log``), a private config dir, user settings and workspaces, and is the
+      notebook root unless ``root_dir`` is given.
+    - ``env``: extra environment (e.g. ``JUPYTER_DATA_DIR`` pointing at a dir prepared with
+      install_labextension, ``PYTHONPATH`` for a mock server extension).
+    - ``config``: server config as a JSON-able dict, written to
+      ``<workdir>/config/jupyter_server_config.json`` (that dir becomes
+      ``JUPYTER_CONFIG_DIR``), e.g. ``{"ServerApp": {"jpserver_extensions": {"x": True}}}``.
+    - ``lab_settings``: JupyterLab user settings (default: QUIET_LAB_SETTINGS, i.e. no news).
+    - ``extra_args``: further command-line flags.
+
+    Returns ``(url, token, proc)``: ``url`` is the server base URL with a trailing slash
+    (``http://127.0.0.1:PORT/``). Stop it with stop_process(proc). On failure the log tail
+    is put into the exception message.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    token = token or secrets.token_hex(16)
+    port = port or free_port()
+    root = Path(root_dir) if root_dir is not None else workdir / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    config_dir = workdir / "config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    if config:
+        (config_dir / "jupyter_server_config.json").write_text(json.dumps(config, indent=2))
+    settings_dir = write_lab_settings(workdir / "lab-user-settings", lab_settings)
+    workspaces_dir = workdir / "lab-workspaces"
+    workspaces_dir.mkdir(parents=True, exist_ok=True)
+
+    full_env = dict(os.environ)
+    full_env.setdefault("JUPYTER_PLATFORM_DIRS", "1")
+    full_env["JUPYTER_CONFIG_DIR"] = str(config_dir)
+    full_env.update(env or {})
+    # the kernel / server must not pick up a browser from the environment
+    full_env["BROWSER"] = "true"
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={settings_dir}",
+        f"--LabApp.workspaces_dir={workspaces_dir}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        *extra_args,
+    ]
+    log_path = workdir / "jupyter-lab.log"
+    log = open(log_path, "ab")  # noqa: SIM115 (kept open for the process' lifetime)
+    proc = subprocess.Popen(  # noqa: S603
+        cmd,
+        cwd=str(workdir),
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()  # the child holds its own copy
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_http(f"{url}api/status?token={token}", timeout=timeout, proc=proc)
+    except Exception as exc:
+        stop_process(proc)
+        tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
+        raise RuntimeError(f"jupyter lab did not start: {exc}\n--- {log_path} ---\n{tail}") from exc
+    return url, token, proc
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
+    """Stop a process started by start_jupyter_lab (by its pid): SIGTERM, then SIGKILL.
+
+    Jupyter asks for confirmation on the first SIGINT, so SIGTERM is used. Kernels the
+    server started are its children in the same session and exit with it. Returns the
+    exit code (None if it could not be reaped).
+    """
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+    except ProcessLookupError:
+        return proc.poll()
+
+
+def launch_chromium(playwright: Any, *, headless: bool = True, **kwargs: Any) -> Any:
+    """Launch Debian's chromium through a Playwright instance (``sync_playwright()``'s value).
+
+    Uses CHROMIUM_PATH and CHROMIUM_ARGS (extra ``args=[...]`` are appended); never
+    downloads a browser. Returns the Playwright ``Browser``; close it when done.
+    """
+    args = [*CHROMIUM_ARGS, *kwargs.pop("args", [])]
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM_PATH,
+        headless=headless,
+        args=args,
+        **kwargs,
+    )
+
+
+def open_lab(page: Any, url: str, token: str, *, timeout: float = 60.0, path: str = "lab") -> None:
+    """Open JupyterLab (``{url}{path}?token=...``) in ``page`` and wait until the shell is up.
+
+    Waits for ``#jp-main-dock-panel`` (and for the splash screen to go). The token in the URL
+    makes jupyter_server set its login cookie, so later API calls and WebSockets from the
+    page authenticate without it.
+    """
+    page.goto(f"{url}{path}?token={token}", timeout=timeout * 1000)
+    page.wait_for_selector("#jp-main-dock-panel", state="attached", timeout=timeout * 1000)
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=timeout * 1000)
+
+
+def open_vqpu_panel(page: Any, *, timeout: float = 30.0) -> Any:
+    """Bring the vQPU sidebar panel to the front and return its locator (``#jp-vqpu-panel``).
+
+    Clicks the panel's tab in the left sidebar unless the panel is already visible.
+    """
+    panel = page.locator("#jp-vqpu-panel")
+    panel.wait_for(state="attached", timeout=timeout * 1000)
+    if not panel.is_visible():
+        page.locator('.jp-SideBar.jp-mod-left [data-id="jp-vqpu-panel"]').click()
+        panel.wait_for(state="visible", timeout=timeout * 1000)
+    return panel

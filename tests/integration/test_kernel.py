@@ -1,0 +1,117 @@
+"""The magic, the widget and the notebooks in real kernels (nbclient), against a real control plane."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from jupyter_vqpu.lifecycle import ORDER
+from tests.conftest import REPO
+from tests.integration.test_agent import Running
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def kernel_env(seeded, redis_url, tmp_path, monkeypatch):
+    """Kernels inherit VQPU_REDIS_URL (the operator transport outside a Jupyter server) and an agent serves."""
+    from agent.executors.local import LocalExecutor
+
+    monkeypatch.setenv("VQPU_REDIS_URL", redis_url)
+    monkeypatch.delenv("VQPU_API_URL", raising=False)
+    running = Running(redis_url, LocalExecutor(slots=1, log_dir=tmp_path), tmp_path / "work",
+                      devices=("fez", "ideal"), capacity=1)
+    yield seeded
+    running.stop()
+
+
+def run_notebook(nb: nbformat.NotebookNode, timeout: int = 300) -> nbformat.NotebookNode:
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    return nb
+
+
+def text_of(nb: nbformat.NotebookNode) -> str:
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            out.append(o.get("text", ""))
+            out.append(str(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("name", ["quickstart", "calibration_drift", "qiskit_backend"])
+def test_notebook_runs_top_to_bottom(kernel_env, name):
+    nb = run_notebook(nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4))
+    text = text_of(nb)
+    assert "Error" not in text and "Traceback" not in text
+    if name == "quickstart":
+        assert "top outcomes: [('" in text and "share of outcomes an ideal GHZ never gives" in text
+        widgets = [o for c in nb.cells for o in c.get("outputs", [])
+                   if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert widgets, "the %%vqpu cell should display a widget"
+    if name == "calibration_drift":
+        assert "total-variation distance between the two" in text
+    if name == "qiskit_backend":
+        assert "sampler: [('" in text and "total 1024" in text
+
+
+def code(*sources: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    return nb
+
+
+def test_widget_walks_the_states_live_without_blocking_the_kernel(kernel_env):
+    nb = run_notebook(code(
+        "%load_ext jupyter_vqpu",
+        "%%vqpu ideal shots=100 -o t\nOPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[1];\ncreg c[1];\nh q[0];\nmeasure q -> c;",
+        # the kernel is free: this cell runs while the task is followed by the coroutine
+        "print('kernel free, widget state:', t.widget.state)",
+        "import asyncio, time\n"
+        "deadline = time.monotonic() + 120\n"
+        "while t.widget.state != 'completed' and time.monotonic() < deadline:\n"
+        "    await asyncio.sleep(0.05)\n"
+        "print('SEEN', t.widget.states_seen)\n"
+        "print('COUNTS', t.counts)",
+    ))
+    text = text_of(nb)
+    assert "kernel free, widget state:" in text
+    seen = eval(text.split("SEEN ", 1)[1].splitlines()[0])  # our own printed list
+    assert seen[0] == "queued" and seen[-1] == "completed"
+    assert [ORDER.index(s) for s in seen] == sorted(ORDER.index(s) for s in seen)
+    assert "COUNTS {'" in text
+
+
+def test_blocking_wait_updates_the_widget_too(kernel_env):
+    nb = run_notebook(code(
+        "%load_ext jupyter_vqpu",
+        "%%vqpu fez shots=200 seed=1 --wait -o t\nfrom qiskit import QuantumCircuit\n"
+        "qc = QuantumCircuit(2)\nqc.h(0)\nqc.cx(0, 1)\nqc.measure_all()",
+        "print('SEEN', t.widget.states_seen, sum(t.counts.values()))",
+    ))
+    text = text_of(nb)
+    seen_line = text.split("SEEN ", 1)[1].splitlines()[0]
+    assert seen_line.startswith("['queued'") and "'completed'] 200" in seen_line
+
+
+def test_magic_errors_are_one_line(kernel_env):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in (
+        "%load_ext jupyter_vqpu",
+        "%%vqpu\nqc = 1",
+        "%%vqpu fez shots=abc\nqc = 1",
+        "%%vqpu nosuch shots=10\nOPENQASM 2.0;\nqreg q[1];",
+        "%%vqpu fez bogus=1\nqc = 1",
+        "%%vqpu fez shots=10\nx = 1",
+    )]
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True).execute()
+    errors = [o for c in nb.cells[1:] for o in c.outputs if o.output_type == "error"]
+    assert len(errors) == 5
+    assert all(e.ename == "UsageError" for e in errors), [e.ename for e in errors]
+    messages = [e.evalue for e in errors]
+    assert "name a device first" in messages[0]
+    assert "shots must be a whole number" in messages[1]
+    assert "unknown device 'nosuch'" in messages[2]
+    assert "unknown option 'bogus'" in messages[3]
+    assert "built no QuantumCircuit" in messages[4]
