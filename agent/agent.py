@@ -9,8 +9,8 @@ Executor reports come from executor threads and become fenced script calls.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import socket
 import threading
 import time
@@ -46,9 +46,12 @@ class AgentConfig:
     drain_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
-        if not self.agent_id:
-            self.agent_id = f"{socket.gethostname()}-{os.getpid()}"
         self.work_root = Path(self.work_root)
+        if not self.agent_id:
+            # Stable across restarts on the same host and work root, so a restarted
+            # agent finds (and re-attaches to) the jobs its predecessor started.
+            digest = hashlib.sha256(str(self.work_root.resolve()).encode()).hexdigest()[:8]
+            self.agent_id = f"{socket.gethostname()}-{digest}"
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Agent:
         for d in self.cfg.devices:
             self.cp.ensure_group(d)
         self.executor.start(self)
+        self._reattach()
         keeper = threading.Thread(target=self._keep_alive, name="vqpu-keepalive", daemon=True)
         keeper.start()
         log.info("agent %s serving %s with the %s executor", self.cfg.agent_id, ",".join(self.cfg.devices),
@@ -118,6 +122,27 @@ class Agent:
         self._done.set()
         keeper.join(timeout=5)
 
+    def _reattach(self) -> None:
+        """Resume tracking the jobs a previous process with our agent id left running.
+
+        What the executor cannot find any more is handed back to the queue at
+        once rather than after its lease runs out."""
+        for d in self.cfg.devices:
+            for claim in self.cp.held_by(d, self.cfg.agent_id):
+                job = Job(task_id=claim.task_id, attempt=claim.token, timeout_s=self.cfg.task_timeout_s,
+                          bundle_dir=self.cfg.work_root / d / claim.task_id / f"attempt-{claim.token}",
+                          name=claim.fields.get("name", ""))
+                with self._lock:
+                    self.held[claim.task_id] = Held(claim, job)
+                if self.executor.reattach(job):
+                    log.info("re-attached to %s attempt %d", claim.task_id, claim.token)
+                    continue
+                self._release(claim.task_id)
+                self.cp.recover(d, max_attempts=self.cfg.max_attempts, by=self.cfg.agent_id,
+                                task_ids=[claim.task_id], force=True)
+                log.warning("%s attempt %d was lost with the previous agent process; requeued",
+                            claim.task_id, claim.token)
+
     def stop(self) -> None:
         """Stop claiming; run() drains held work and returns."""
         self._stop.set()
@@ -130,6 +155,11 @@ class Agent:
             self._freed.wait(0.5)
         with self._lock:
             leftovers = list(self.held.values())
+        if leftovers and self.executor.survives_agent:
+            # Batch jobs keep running; a restarted agent with our id re-attaches to them,
+            # and if none comes their leases expire and the reaper requeues them.
+            log.info("leaving %d job(s) running for re-attach", len(leftovers))
+            leftovers = []
         for h in leftovers:  # hand back what did not finish in time
             self.executor.cancel(h.job)
             self.cp.recover(h.claim.device, max_attempts=self.cfg.max_attempts, by=self.cfg.agent_id,

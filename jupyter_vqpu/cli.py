@@ -351,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-attempts", type=int, default=3)
     s.add_argument("--task-timeout", type=float, default=600.0)
     s.add_argument("--reap-every", type=float, default=5.0, help="seconds between reaper passes")
+    s.add_argument("--slurm-config", metavar="FILE", help="slurm: site knobs as JSON/TOML (see slurm/README.md)")
+    s.add_argument("--partition", help="slurm: partition (overrides the config file)")
     s.add_argument("--cold", action="store_true", help="local: a fresh runner process per task (no warm worker)")
     s.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_agent)

@@ -565,6 +565,19 @@ class ControlPlane:
         )
         return reply[0]
 
+    def held_by(self, device: str, agent: str) -> list[Claim]:
+        """The tasks an agent id holds now (for an agent restarting to re-attach to its jobs)."""
+        k = self.keys(device)
+        ids = self.redis.zrange(k.leases, 0, -1)
+        pipe = self.redis.pipeline(transaction=False)
+        for tid in ids:
+            pipe.hgetall(k.task(tid))
+        out = []
+        for tid, h in zip(ids, pipe.execute()):
+            if h and h.get("agent") == agent and h.get("state") in ("claimed", "scheduled", "running"):
+                out.append(Claim(tid, device, int(h["attempt"]), h.get("snapshot", ""), h))
+        return out
+
     def expired(self, device: str) -> list[str]:
         now_ms = int(self.server_time() * 1000)
         return self.redis.zrangebyscore(self.keys(device).leases, "-inf", now_ms)

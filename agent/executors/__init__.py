@@ -18,7 +18,18 @@ def make_executor(name: str, args: argparse.Namespace | None = None, work_root: 
         cold = bool(getattr(args, "cold", False))
         return LocalExecutor(slots=max(1, getattr(args, "capacity", 1)), warm=not cold, log_dir=work_root)
     if name == "slurm":
-        from .slurm import SlurmExecutor
+        from .slurm import SlurmConfig, SlurmExecutor
 
-        return SlurmExecutor()
+        path = getattr(args, "slurm_config", None)
+        config = SlurmConfig.load(path) if path else SlurmConfig()
+        partition = getattr(args, "partition", None)
+        if partition:
+            config = SlurmConfig.from_mapping({**_asdict(config), "partition": partition})
+        return SlurmExecutor(config)
     raise ValueError(f"unknown executor {name!r}")
+
+
+def _asdict(config) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}

@@ -53,6 +53,9 @@ class Executor(abc.ABC):
     """Realises jobs. Implementations: ``local`` (subprocess), ``slurm``."""
 
     name: str = "executor"
+    #: Jobs outlive the agent process (a batch scheduler's do): on shutdown the
+    #: agent leaves them running for a restarted agent to re-attach to.
+    survives_agent: bool = False
 
     def start(self, reporter: Reporter) -> None:
         self.reporter = reporter

@@ -445,6 +445,7 @@ def _command_env() -> dict[str, str]:
 
 class SlurmExecutor(Executor):
     name = "slurm"
+    survives_agent = True
 
     def __init__(self, config: SlurmConfig | None = None, **overrides: Any) -> None:
         if config is None:

@@ -137,7 +137,7 @@ def test_a_zombie_agents_result_is_never_visible(seeded, redis_url, tmp_path):
     """An agent stalls past its lease; the task is rerun elsewhere; the zombie's late result is fenced."""
     cp = seeded
     zombie_ex = HoldExecutor()
-    zombie = Running(redis_url, zombie_ex, tmp_path / "z", agent_id="zombie", lease_s=1.0, renew_s=30,
+    zombie = Running(redis_url, zombie_ex, tmp_path / "z", agent_id="zombie", lease_s=1.0, renew_s=30, capacity=1,
                      reap_every_s=3600)
     tid = Client(control=cp).submit(GHZ3, device="ideal", shots=10).id
     zombie_ex.submitted.wait(10)

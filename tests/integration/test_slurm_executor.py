@@ -127,6 +127,8 @@ def slurm_cluster(tmp_path_factory):
     Also submits the time-limit job early (see the module docstring)."""
     missing = [b for b in ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "slurmctld", "slurmd", "munged")
                if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
+    if missing and os.environ.get("CI"):
+        pytest.fail(f"Slurm is not installed (missing {', '.join(missing)}); .ci/install installs it")
     if missing:
         pytest.skip(f"Slurm is not installed (missing {', '.join(missing)}); "
                     "apt-get install slurmctld slurmd slurm-client munge")
