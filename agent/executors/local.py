@@ -17,12 +17,13 @@ import queue
 import selectors
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 from .. import bundle
-from .base import Executor, Job, Reporter
+from .base import Executor, Job, Reporter, report_result
 
 log = logging.getLogger("vqpu.executor.local")
 
@@ -162,13 +163,7 @@ class LocalExecutor(Executor):
                 self._report_lost(slot, job, proc.returncode, deadline, job.bundle_dir / bundle.STDERR_FILE)
 
     def _report_result(self, job: Job) -> None:
-        result = bundle.read_result(job.bundle_dir)
-        if result is None:
-            self.reporter.failed(job, "runner_error", "the runner ended without writing a result")
-        elif result.get("ok"):
-            self.reporter.finished(job, result)
-        else:
-            self.reporter.failed(job, result.get("reason") or "runner_error", result.get("error") or "runner failed")
+        report_result(self.reporter, job, bundle.read_result(job.bundle_dir))
 
     def _report_lost(self, slot: _Slot, job: Job, returncode: int | None, deadline: float, log_file: Path) -> None:
         if slot.killed_for == job.key:
@@ -181,7 +176,7 @@ class LocalExecutor(Executor):
                              f"the runner process died (exit {returncode})" + (f": {detail[-1]}" if detail else ""))
 
     def _worker_log(self, slot: _Slot) -> Path:
-        base = self.log_dir or Path.cwd()
+        base = self.log_dir or Path(tempfile.gettempdir())
         return base / f"worker-{slot.index}.log"
 
     def _ensure_worker(self, slot: _Slot) -> subprocess.Popen:

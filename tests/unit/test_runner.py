@@ -1,0 +1,244 @@
+"""The job runner, the warm worker and the per-circuit noise model.
+
+The faithfulness test compares our noise model with ``AerSimulator.from_backend(FakeFez())``
+on the same transpiled circuit and seed: the counts must be identical, not merely close.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agent import bundle, runner
+from agent.noise import noise_model_for
+from jupyter_vqpu import catalog
+from jupyter_vqpu import snapshot as S
+
+REPO = Path(__file__).resolve().parents[2]
+GHZ3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[3] q;\nbit[3] c;\nh q[0];\ncx q[0], q[1];\ncx q[1], q[2];\nc = measure q;\n'
+WHEN = "2026-01-02T03:04:05Z"
+
+
+class Device:
+    def __init__(self, doc: dict) -> None:
+        self.doc = doc
+        self.data = S.canonical_bytes(doc)
+        self.sid = S.snapshot_id(self.data)
+
+
+@pytest.fixture(scope="module")
+def fez() -> Device:
+    return Device(catalog.builtin_snapshot("fez", created_at=WHEN))
+
+
+@pytest.fixture(scope="module")
+def ideal() -> Device:
+    return Device(S.ideal_snapshot(created_at=WHEN))
+
+
+@pytest.fixture(scope="module")
+def reference_sim():
+    """AerSimulator.from_backend(FakeFez()): seconds to build, so once per module."""
+    from qiskit_aer import AerSimulator
+    from qiskit_ibm_runtime.fake_provider import FakeFez
+
+    return AerSimulator.from_backend(FakeFez())
+
+
+def stage(where: Path, dev: Device, circuit: str = GHZ3, *, shots: int = 4096, seed: int | None = 7,
+          fmt: str = "qasm3", data: bytes | None = None, sid: str | None = None, **options) -> Path:
+    spec = bundle.TaskSpec(task_id=f"t-{where.name}", device=dev.doc["device"], attempt=1,
+                           snapshot_id=sid or dev.sid, shots=shots, circuit_format=fmt, seed=seed, options=options)
+    return bundle.stage(where, spec, data if data is not None else dev.data, circuit)
+
+
+def tvd(a: dict, b: dict) -> float:
+    na, nb = sum(a.values()), sum(b.values())
+    return 0.5 * sum(abs(a.get(k, 0) / na - b.get(k, 0) / nb) for k in set(a) | set(b))
+
+
+# ------------------------------------------------------------ faithfulness
+
+
+def test_noise_model_counts_identical_to_aer_from_backend(fez, reference_sim):
+    from qiskit import transpile
+    from qiskit_aer import AerSimulator
+
+    from jupyter_vqpu.circuits import parse_circuit
+
+    tqc = transpile(parse_circuit(GHZ3), target=S.build_target(fez.doc), optimization_level=1, seed_transpiler=3)
+    used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
+    assert len(used) == 3
+    model = noise_model_for(fez.doc, used)
+    ours = AerSimulator(noise_model=model, seed_simulator=11).run(tqc, shots=4096).result().get_counts()
+    reference_sim.set_options(seed_simulator=11)
+    ref = reference_sim.run(tqc, shots=4096).result().get_counts()
+    assert ours == ref
+    assert set(model.noise_qubits) == set(used)  # nothing about the other 153 qubits
+    assert sorted(model.basis_gates) == sorted(reference_sim.options.noise_model.basis_gates)
+
+
+def test_noise_model_cache_and_ideal(fez, ideal):
+    assert noise_model_for(fez.doc, [0, 1, 2]) is noise_model_for(fez.doc, (2, 1, 0), fez.sid)
+    assert noise_model_for(ideal.doc, [0, 1]) is None
+    with pytest.raises(ValueError, match="outside the device"):
+        noise_model_for(fez.doc, [0, 156])
+
+
+# ------------------------------------------------------------------ runner
+
+
+def test_fez_ghz_shows_device_noise_and_ideal_does_not(tmp_path, fez, ideal):
+    noisy = runner.run_bundle(stage(tmp_path / "fez", fez))
+    clean = runner.run_bundle(stage(tmp_path / "ideal", ideal))
+    assert noisy["ok"] and clean["ok"], (noisy, clean)
+    assert set(clean["counts"]) == {"000", "111"} and sum(clean["counts"].values()) == 4096
+    off = sum(v for k, v in noisy["counts"].items() if k not in ("000", "111"))
+    assert off > 20 and sum(noisy["counts"].values()) == 4096
+    assert tvd(noisy["counts"], clean["counts"]) > 0.01
+    # routed onto coupled Fez qubits
+    cmap = {tuple(p) for p in fez.doc["coupling_map"]}
+    a, b, c = noisy["layout"]
+    assert (a, b) in cmap and (b, c) in cmap
+
+
+def test_result_schema(tmp_path, fez):
+    result = runner.run_bundle(stage(tmp_path / "b", fez, shots=100))
+    assert result == json.loads((tmp_path / "b" / bundle.RESULT_FILE).read_text())
+    assert {"ok", "task_id", "attempt", "snapshot_id", "shots", "seed", "counts", "layout", "num_qubits",
+            "simulator", "timings"} <= set(result)
+    assert result["ok"] is True and result["task_id"] == "t-b" and result["attempt"] == 1
+    assert result["snapshot_id"] == fez.sid and result["shots"] == 100 and result["seed"] == 7
+    assert result["num_qubits"] == 3 and len(result["layout"]) == 3 and all(0 <= q < 156 for q in result["layout"])
+    assert all(isinstance(k, str) and isinstance(v, int) for k, v in result["counts"].items())
+    sim = result["simulator"]
+    assert sim["device"] in ("CPU", "GPU") and sim["reason"] and sim["method"]
+    assert sim["aer_version"] and sim["qiskit_version"]
+    assert set(result["timings"]) >= {"load", "transpile", "noise_model", "simulate", "total"}
+    assert all(isinstance(v, float) and v >= 0 for v in result["timings"].values())
+
+
+def test_same_seed_same_counts_and_a_chosen_seed_is_recorded(tmp_path, fez):
+    first = runner.run_bundle(stage(tmp_path / "a", fez, seed=42, shots=2000))
+    again = runner.run_bundle(stage(tmp_path / "b", fez, seed=42, shots=2000))
+    assert first["counts"] == again["counts"] and first["layout"] == again["layout"]
+    unseeded = runner.run_bundle(stage(tmp_path / "c", fez, seed=None, shots=2000))
+    assert isinstance(unseeded["seed"], int)
+    replay = runner.run_bundle(stage(tmp_path / "d", fez, seed=unseeded["seed"], shots=2000))
+    assert replay["counts"] == unseeded["counts"]
+
+
+def test_bad_snapshot_hash_fails_with_invalid_snapshot(tmp_path, fez):
+    data = bytearray(fez.data)
+    data[data.index(b'"t1":') + 6] ^= 1
+    where = stage(tmp_path / "b", fez, data=bytes(data))
+    assert runner.main([str(where)]) == 2
+    result = bundle.read_result(where)
+    assert result["ok"] is False and result["reason"] == "invalid_snapshot"
+    assert result["error"].startswith("snapshot hash mismatch") and "\n" not in result["error"]
+    assert result["task_id"] == "t-b" and result["attempt"] == 1
+
+
+def test_unparsable_qasm_fails_with_invalid_circuit(tmp_path, ideal):
+    where = stage(tmp_path / "b", ideal, 'OPENQASM 2.0;\nqreg q[2];\nnotagate q[0];\n', fmt="qasm2")
+    assert runner.main([str(where)]) == 2
+    result = bundle.read_result(where)
+    assert result["reason"] == "invalid_circuit" and "line 3" in result["error"] and "notagate" in result["error"]
+
+
+def test_too_many_qubits_is_a_clear_error(tmp_path, fez):
+    text = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[200] q;\nh q[0];\n'
+    result = runner.run_bundle(stage(tmp_path / "b", fez, text))
+    assert result["ok"] is False and result["reason"] == "invalid_circuit"
+    assert "200 qubits" in result["error"] and "max_qubits=156" in result["error"]
+
+
+def test_unreadable_bundle_is_a_runner_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert runner.main([str(tmp_path / "empty")]) == 2
+    result = bundle.read_result(tmp_path / "empty")
+    assert result["reason"] == "runner_error" and result["error"].startswith("cannot read the task")
+
+
+@pytest.mark.parametrize(("available", "requested", "gpu_build", "expected"), [
+    (["CPU", "GPU"], None, True, ("GPU", "GPU visible to qiskit-aer")),
+    (["CPU"], None, True, ("CPU", "no GPU device visible to qiskit-aer")),
+    (["CPU"], None, False, ("CPU", "qiskit-aer built without GPU support")),
+    (["CPU", "GPU"], "CPU", True, ("CPU", "CPU requested by the task")),
+    (["CPU", "GPU"], "gpu", True, ("GPU", "GPU requested by the task")),
+    (["CPU"], "GPU", False, ("CPU", "GPU requested but qiskit-aer built without GPU support")),
+    (["CPU"], "GPU", True, ("CPU", "GPU requested but no GPU device visible to qiskit-aer")),
+])
+def test_select_device(available, requested, gpu_build, expected):
+    assert runner.select_device(available, requested, gpu_build=gpu_build) == expected
+
+
+def test_select_device_refuses_nonsense(tmp_path, ideal):
+    with pytest.raises(ValueError, match="unknown simulator device"):
+        runner.select_device(["CPU"], "TPU")
+    result = runner.run_bundle(stage(tmp_path / "b", ideal, device="TPU"))
+    assert result["ok"] is False and result["reason"] == "runner_error" and "TPU" in result["error"]
+    forced = runner.run_bundle(stage(tmp_path / "c", ideal, device="CPU"))
+    assert forced["simulator"]["device"] == "CPU" and forced["simulator"]["reason"] == "CPU requested by the task"
+
+
+# ----------------------------------------------------------- hermeticity
+
+HERMETIC_PROBE = textwrap.dedent("""
+    import json, sys
+    events = []
+    def hook(event, args):
+        if event.startswith("socket."):
+            events.append(event)
+    sys.addaudithook(hook)
+    from pathlib import Path
+    from agent.runner import run_bundle
+    from agent.worker import _warm_up
+    _warm_up()  # what a warm worker does before its first task
+    result = run_bundle(Path(sys.argv[1]))
+    bad = sorted(m for m in sys.modules
+                 if m.split(".")[0] in ("redis", "jupyter_client", "jupyter_core", "jupyter_server", "ipykernel",
+                                        "IPython", "notebook", "server_ext", "qiskit_ibm_runtime", "requests"))
+    print(json.dumps({"ok": result["ok"], "socket_events": events, "modules": bad}))
+""")
+
+
+def test_runner_and_worker_import_no_redis_or_jupyter_and_open_no_socket(tmp_path, fez):
+    where = stage(tmp_path / "b", fez, shots=200)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", HERMETIC_PROBE, str(where)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report == {"ok": True, "socket_events": [], "modules": []}
+
+
+# ------------------------------------------------------------------ worker
+
+
+def test_worker_runs_two_bundles_warm(tmp_path, fez):
+    first = stage(tmp_path / "one", fez, shots=1000)
+    second = stage(tmp_path / "two", fez, shots=1000, seed=8)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "agent.worker"], input=f"{first}\n\n{second}\n", cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]  # nothing but protocol on stdout
+    assert lines[0]["ready"] is True and isinstance(lines[0]["pid"], int)
+    assert lines[1:] == [{"bundle": str(first), "ok": True}, {"bundle": str(second), "ok": True}]
+    t1 = bundle.read_result(first)["timings"]
+    t2 = bundle.read_result(second)["timings"]
+    assert t2["total"] < t1["total"], (t1, t2)  # the second reuses the snapshot, target and noise-model caches
+    assert t2["noise_model"] < t1["noise_model"]
+
+
+def test_a_circuit_without_measurements_is_refused_readably(tmp_path, ideal):
+    text = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nh q[0];\n'
+    result = runner.run_bundle(stage(tmp_path / "b", ideal, text))
+    assert result["reason"] == "invalid_circuit" and "measures nothing" in result["error"]
