@@ -171,11 +171,15 @@ class Harness:
                     self.start_agent()
                 next_kill = now + a.kill_every
             if zombie_at and now >= zombie_at:
-                zombie = self.rng.choice([n for n, p in self.agents.items() if p.poll() is None])
-                self.agents[zombie].send_signal(signal.SIGSTOP)
-                zombie_until = now + a.lease * 3
-                self.faults.append(f"{now - t0:6.1f}s SIGSTOP {zombie} for {a.lease * 3:.0f}s")
-                zombie_at = 0.0
+                # Freeze an agent while it holds work, so that it wakes up as a zombie with stale tokens.
+                holders = self.holders(cp)
+                candidates = [n for n, p in self.agents.items() if p.poll() is None and n in holders]
+                if candidates:
+                    zombie = self.rng.choice(candidates)
+                    self.agents[zombie].send_signal(signal.SIGSTOP)
+                    zombie_until = now + a.lease * 3
+                    self.faults.append(f"{now - t0:6.1f}s SIGSTOP {zombie} for {a.lease * 3:.0f}s")
+                    zombie_at = 0.0
             if zombie and now >= zombie_until:
                 self.agents[zombie].send_signal(signal.SIGCONT)
                 self.faults.append(f"{now - t0:6.1f}s SIGCONT {zombie}")
@@ -224,6 +228,15 @@ class Harness:
         if not a.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
         return report
+
+    @staticmethod
+    def holders(cp) -> set[str]:
+        """Agents that hold a task right now."""
+        try:
+            k = cp.keys(DEVICE)
+            return {cp.redis.hget(k.task(t), "agent") for t in cp.redis.zrange(k.leases, 0, -1)} - {None, ""}
+        except Exception:
+            return set()
 
     def audit(self, cp, submitted: list[str], wall: float) -> dict:
         states: dict[str, int] = {}

@@ -1,0 +1,116 @@
+"""Nothing lost, nothing twice: claim-time binding under churn, bounded retries, the fault-injection harness."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from jupyter_vqpu.client import Client
+from jupyter_vqpu.snapshot import ideal_snapshot
+from tests.conftest import GHZ3, REPO
+from tests.integration.test_agent import EchoExecutor, Running, wait_for
+
+pytestmark = pytest.mark.redis
+
+
+def test_every_task_binds_the_snapshot_current_at_its_claim(seeded, redis_url, tmp_path):
+    """The device is mutated over and over while four agents claim."""
+    cp = seeded
+    client = Client(control=cp, owner="churn")
+    ids = [client.submit(GHZ3, device="ideal", shots=10).id for _ in range(150)]
+    stop = threading.Event()
+    published: dict[int, str] = {}
+
+    def mutate():
+        while not stop.is_set():
+            sid, version = cp.publish("ideal", lambda v: ideal_snapshot(32, version=v))
+            published[version] = sid
+
+    publisher = threading.Thread(target=mutate)
+    publisher.start()
+    agents = [Running(redis_url, EchoExecutor(), tmp_path / f"a{i}", agent_id=f"a{i}", capacity=3) for i in range(4)]
+    try:
+        for tid in ids:
+            assert cp.wait(tid, timeout=60)["state"] == "completed"
+    finally:
+        stop.set()
+        publisher.join()
+        for a in agents:
+            a.stop()
+    versions = dict((v, sid) for v, sid in cp.snapshot_ids("ideal"))
+    assert len(versions) > 5, "the device should have been mutated many times during the run"
+    # stream order of publishes and claims: the claim saw the newest publish before it
+    current, seen_versions = None, set()
+    bound = {}
+    for _, f in cp.redis.xrange(cp.keys("ideal").events):
+        data = json.loads(f["data"])
+        if f["event"] == "snapshot":
+            current = data["snapshot"]
+        elif f["event"] == "claimed":
+            bound[f["task"]] = data["snapshot"]
+            assert data["snapshot"] == current, "a claim bound a snapshot that was not current"
+            assert versions[data["device_version"]] == data["snapshot"]
+            seen_versions.add(data["device_version"])
+    assert len(seen_versions) > 1
+    for tid in ids:
+        claims = [e for e in cp.history(tid) if e["event"] == "claimed"]
+        assert len(claims) == 1 and cp.task(tid)["snapshot_id"] == claims[0]["snapshot"] == bound[tid]
+        assert cp.result(tid)["snapshot_id"] == bound[tid]
+
+
+def _agent(redis_url: str, tmp_path, name: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "VQPU_REDIS_URL"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "jupyter_vqpu.cli", "agent", "--devices", "ideal", "--agent-id", name,
+         "--work-root", str(tmp_path / name), "--redis-url", redis_url, "--lease", "1", "--renew", "0.25",
+         "--reap-every", "0.2", "--max-attempts", "3", "--capacity", "1"],
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_a_task_whose_executor_dies_on_every_attempt_ends_failed_lost(seeded, redis_url, tmp_path):
+    cp = seeded
+    tid = Client(control=cp).submit(GHZ3, device="ideal", shots=10).id
+    survivors = []
+    try:
+        for attempt in (1, 2, 3):
+            proc = _agent(redis_url, tmp_path, f"doomed{attempt}")
+            survivors.append(proc)
+            wait_for(lambda a=attempt: cp.task(tid)["attempts"] == a and cp.task(tid)["state"] != "queued",
+                     60, f"attempt {attempt} to be claimed")
+            proc.send_signal(signal.SIGKILL)  # the agent and its job die with the attempt
+            proc.wait()
+        # a healthy agent's reaper finds the last expired lease and dead-letters the task
+        reaper = _agent(redis_url, tmp_path, "reaper")
+        survivors.append(reaper)
+        view = wait_for(lambda: (v := cp.task(tid))["state"] in ("failed", "completed") and v, 60, "the verdict")
+    finally:
+        for p in survivors:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(30)
+    assert view["state"] == "failed" and view["reason"] == "lost" and view["attempts"] == 3
+    requeues = [e for e in cp.history(tid) if e["event"] == "queued" and e.get("reason") == "lease_expired"]
+    assert len(requeues) == 2
+
+
+@pytest.mark.slow
+def test_fault_injection_harness_loses_nothing_and_completes_nothing_twice():
+    out = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "chaos.py"), "--tasks", "300", "--agents", "4", "--clients", "3",
+         "--kill-every", "3", "--json"],
+        capture_output=True, text=True, timeout=600, cwd=REPO)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert report["tasks_submitted"] == 300 and report["completed"] + sum(report["failed_with_reason"].values()) == 300
+    assert report["lost"] == 0 and report["completed_twice"] == 0 and report["duplicate_submissions"] == 0
+    assert report["zombie_results_visible"] == 0
+    assert report["zombie_writes_rejected"] >= 1, "the SIGSTOPped agent should have tried to write"
+    kinds = " ".join(report["faults"])
+    for fault in ("SIGKILL", "SIGSTOP", "SIGCONT", "kill -9 redis", "SCRIPT FLUSH"):
+        assert fault in kinds
