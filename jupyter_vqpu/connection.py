@@ -46,6 +46,9 @@ def connect(url: str | None = None, *, start_embedded: bool = True, check: bool 
         resolved,
         decode_responses=True,
         socket_connect_timeout=5,
+        # Longer than any blocking read we issue (XREAD/XREADGROUP BLOCK <= 5 s), so an idle
+        # block is not mistaken for a dead connection; still finite, so a dead one is noticed.
+        socket_timeout=30,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 4),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],

@@ -173,7 +173,13 @@ class TaskWidget(widgets.VBox):
         done = object()
         while True:
             # The blocking long-poll runs in a worker thread; the update runs here, on the kernel's thread.
-            view = await loop.run_in_executor(None, next, watch, done)
+            try:
+                view = await loop.run_in_executor(None, next, watch, done)
+            except Exception as exc:  # say why the widget stopped moving instead of freezing silently
+                self.detail.value = (f'<span class="jp-vqpu-widget-detail">lost track of the task: '
+                                     f'{html.escape(str(exc))}; re-attach with <code>%vqpu status '
+                                     f'{html.escape(self.task.id)}</code></span>')
+                return
             if view is done:
                 return
             self.task.view = view

@@ -10,12 +10,14 @@ unexpected becomes a generic 500 whose traceback goes to the log only.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import math
 from http.client import responses
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
@@ -47,6 +49,10 @@ def _http_message(exc: web.HTTPError | None, status: int) -> str:
     return responses.get(status, "error")
 
 
+_SINGLE_PERSON_PROVIDERS = (IdentityProvider, PasswordIdentityProvider)
+_SERVER_ACCOUNT = getpass.getuser()
+
+
 class VqpuMixin:
     """What every vQPU handler shares: the service and the caller's name."""
 
@@ -59,7 +65,15 @@ class VqpuMixin:
 
     @property
     def user_name(self) -> str:
-        """The authenticated user; the only owner a task can get through this API."""
+        """The authenticated user; the only owner a task can get through this API.
+
+        jupyter_server's stock token/password identity gives every cookie-less
+        token request a fresh random name, although such a server belongs to one
+        person: there the owner is the account the server runs as. Real identity
+        providers (JupyterHub's, OAuth) name their users and are used as they are."""
+        provider = self.settings.get("identity_provider")
+        if type(provider) in _SINGLE_PERSON_PROVIDERS:
+            return _SERVER_ACCOUNT
         return self.current_user.username
 
 

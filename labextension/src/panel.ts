@@ -635,7 +635,8 @@ export class VqpuPanel extends Widget {
       const ageEl = row.querySelector<HTMLElement>('.jp-vqpu-task-age');
       const since = ageEl?.dataset.since;
       if (ageEl && since) {
-        ageEl.textContent = humanizeSeconds(now - Number(since)) + ' ago';
+        const age = humanizeSeconds(now - Number(since));
+        ageEl.textContent = age === 'just now' ? age : age + ' ago';
       }
     }
   }

@@ -49,6 +49,9 @@ BUILT_LABEXTENSION = REPO_ROOT / "jupyter_vqpu" / "labextension"
 #: The labextension's package name (the directory name under ``labextensions/``).
 LABEXTENSION_NAME = "jupyter-vqpu"
 
+#: Screenshots and other evidence of browser runs (git-ignored).
+ARTIFACTS_DIR = Path(os.environ.get("VQPU_ARTIFACTS", REPO_ROOT / ".ci" / "artifacts"))
+
 #: Debian's chromium; Playwright must not download its own.
 CHROMIUM_PATH = os.environ.get("VQPU_CHROMIUM", "/usr/bin/chromium")
 
@@ -166,6 +169,7 @@ def start_jupyter_lab(
     port: int | None = None,
     root_dir: str | os.PathLike[str] | None = None,
     timeout: float = 60.0,
+    unset_env: Iterable[str] = (),
 ) -> tuple[str, str, subprocess.Popen]:
     """Start ``jupyter lab`` on a free loopback port and wait until it answers.
 
@@ -179,6 +183,8 @@ def start_jupyter_lab(
       ``JUPYTER_CONFIG_DIR``), e.g. ``{"ServerApp": {"jpserver_extensions": {"x": True}}}``.
     - ``lab_settings``: JupyterLab user settings (default: QUIET_LAB_SETTINGS, i.e. no news).
     - ``extra_args``: further command-line flags.
+    - ``unset_env``: variables removed from the server's (and so its kernels') environment,
+      e.g. ``VQPU_REDIS_URL``.
 
     Returns ``(url, token, proc)``: ``url`` is the server base URL with a trailing slash
     (``http://127.0.0.1:PORT/``). Stop it with stop_process(proc). On failure the log tail
@@ -202,6 +208,8 @@ def start_jupyter_lab(
     full_env.setdefault("JUPYTER_PLATFORM_DIRS", "1")
     full_env["JUPYTER_CONFIG_DIR"] = str(config_dir)
     full_env.update(env or {})
+    for name in unset_env:
+        full_env.pop(name, None)
     # the kernel / server must not pick up a browser from the environment
     full_env["BROWSER"] = "true"
 
@@ -303,3 +311,41 @@ def open_vqpu_panel(page: Any, *, timeout: float = 30.0) -> Any:
         page.locator('.jp-SideBar.jp-mod-left [data-id="jp-vqpu-panel"]').click()
         panel.wait_for(state="visible", timeout=timeout * 1000)
     return panel
+
+
+def labextension_listed(name: str = LABEXTENSION_NAME, env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``jupyter labextension list`` (run with this Python) shows ``name``.
+
+    True for a pip-installed package (the extension lands in
+    ``sys.prefix/share/jupyter/labextensions``); usually False in a source checkout, where
+    install_labextension is the way to make it visible.
+    """
+    out = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "jupyter", "labextension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    text = out.stdout + out.stderr
+    return any(line.split()[:1] == [name] for line in text.splitlines())
+
+
+def lab_command(page: Any, command: str, args: Mapping[str, Any] | None = None) -> Any:
+    """Run a JupyterLab command in ``page`` (needs ``--LabApp.expose_app_in_browser=True``)."""
+    return page.evaluate(
+        "([id, args]) => window.jupyterapp.commands.execute(id, args)",
+        [command, dict(args or {})],
+    )
+
+
+def screenshot(page: Any, name: str, *, locator: Any = None, full_page: bool = False) -> Path:
+    """Save a PNG of ``page`` (or of ``locator``) as ARTIFACTS_DIR/name; returns the path."""
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS_DIR / name
+    if locator is not None:
+        locator.screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=full_page)
+    return path
