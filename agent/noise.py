@@ -109,6 +109,18 @@ def noise_model_for(doc: dict, physical_qubits: Iterable[int], sid: str | None =
     return model
 
 
+def warm_up() -> None:
+    """Build a throwaway one-qubit model, so a warm worker's first real task does not pay the imports."""
+    from qiskit.circuit.library import Measure, XGate
+    from qiskit.providers import QubitProperties
+    from qiskit.transpiler import InstructionProperties
+
+    target = Target(num_qubits=1, dt=1e-9, qubit_properties=[QubitProperties(t1=1e-4, t2=1e-4)])
+    target.add_instruction(XGate(), {(0,): InstructionProperties(error=1e-3, duration=3e-8)})
+    target.add_instruction(Measure(), {(0,): InstructionProperties(error=1e-2, duration=1e-6)})
+    NoiseModel.from_backend(_TargetBackend(target))
+
+
 def clear_cache() -> None:
     """Forget cached noise models (tests, and memory pressure in a long-lived worker)."""
     with _LOCK:

@@ -33,7 +33,7 @@ def _warm_up() -> None:
     from qiskit import QuantumCircuit, transpile
     from qiskit_aer import AerSimulator
 
-    import agent.noise  # noqa: F401
+    import agent.noise
     import agent.runner
     from jupyter_vqpu import circuits
 
@@ -44,6 +44,7 @@ def _warm_up() -> None:
     with agent.runner._builtin_transpiler_plugins_only():
         tqc = transpile(qc, basis_gates=["h", "measure"], seed_transpiler=1)
     AerSimulator(seed_simulator=1).run(tqc, shots=1).result()
+    agent.noise.warm_up()
     agent.runner._device_info()
 
 

@@ -48,6 +48,7 @@ HARD_MAX_CLBITS = 100_000
 
 _HEADER = re.compile(r"^\s*OPENQASM\s+([0-9]+)(?:\.([0-9]+))?\s*;")
 _COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+_LINE_COMMENTS = re.compile(r"//[^\n]*")
 _INCLUDE_WORD = re.compile(r"\binclude\b")
 _INCLUDE_STMT = re.compile(r"""\binclude\s*(["'])([^"'\n]*)\1\s*;""")
 _HARDWARE_QUBIT = re.compile(r"\$\s*([0-9]+)")
@@ -134,7 +135,10 @@ def parse_circuit(
         raise CircuitError(f"unknown circuit format {fmt!r}", "the formats are qasm2 and qasm3")
     else:
         _check_header_agrees(text, fmt, "the format")
-    body = _COMMENTS.sub(lambda m: "\n" * m.group(0).count("\n") or " ", text)
+    # What the parser will treat as comments, and nothing more (OpenQASM 2 has no block comments),
+    # so that nothing hidden in a "comment" here can reach the parser as code.
+    comments = _COMMENTS if fmt == "qasm3" else _LINE_COMMENTS
+    body = comments.sub(lambda m: "\n" * m.group(0).count("\n") or " ", text)
     _check_includes(body, fmt)
     qubit_limit = max_qubits if max_qubits is not None else HARD_MAX_QUBITS
     _check_declarations(body, qubit_limit, max_qubits is not None)

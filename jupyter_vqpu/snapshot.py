@@ -298,6 +298,9 @@ def snapshot_from_ibm(
             raise _fail("calibration properties alone need the device's current snapshot as a base",
                         "pass the configuration JSON too, or a base snapshot")
         validate(base)
+        if not base["noise"]:
+            raise _fail(f"device {base['device']!r} is noise-free and has no calibration to refresh",
+                        "publish a calibrated device with both configuration and properties")
         n = base["num_qubits"]
         basis = list(base["basis_gates"])
         coupling = base["coupling_map"]

@@ -104,6 +104,7 @@ def test_byte_bound_is_checked_before_parsing():
     'OPENQASM 2.0;\ninclude "../secret.inc";\nqreg q[1];\n',
     'OPENQASM 2.0;\ninclude "stdgates.inc";\nqreg q[1];\n',  # the wrong standard for the version
     "OPENQASM 3.0;\ninclude f;\nqubit q;\n",
+    'OPENQASM 2.0;\n/* include "/etc/hostname"; */\nqreg q[1];\n',  # OpenQASM 2 has no block comments
 ])
 def test_only_the_standard_include_is_allowed(text):
     with pytest.raises(CircuitError, match="include of .* is not allowed"):

@@ -126,6 +126,8 @@ def test_refreshing_only_the_calibration_keeps_the_topology(fez, fez_json):
     assert new["calibration_date"] == "2026-11-24T10:00:00Z"
     with pytest.raises(SnapshotError, match="base"):
         S.snapshot_from_ibm(None, props, device="fez", version=2, source="refresh")
+    with pytest.raises(SnapshotError, match="noise-free"):
+        S.snapshot_from_ibm(None, props, device="ideal", version=2, source="refresh", base=S.ideal_snapshot(156))
 
 
 @pytest.mark.parametrize(("mutate", "message"), [
