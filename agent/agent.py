@@ -270,6 +270,16 @@ class Agent:
         if verdict is not None:
             self._verdict(job, verdict, final=True)
 
+    def lost(self, job: Job, message: str) -> None:
+        """The job vanished with the place it ran in: hand the task back now (attempt counted)."""
+        h = self._holder(job)
+        if h is None:
+            return
+        log.warning("%s attempt %d lost: %s; handing it back", job.task_id, job.attempt, message)
+        self._call(self.cp.recover, h.claim.device, max_attempts=self.cfg.max_attempts, by=self.cfg.agent_id,
+                   task_ids=[job.task_id], force=True)
+        self._release(job.task_id)
+
     def _call(self, fn, *args, **kwargs):
         """A control-plane write from an executor thread, retried while Redis is away.
 

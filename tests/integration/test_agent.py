@@ -168,3 +168,20 @@ def test_agent_drains_on_stop_and_hands_back_what_it_holds(seeded, redis_url, tm
     view = cp.task(tid)
     assert view["state"] == "queued" and tid in ex.cancelled
     assert cp.devices(["ideal"])[0]["status"] == "offline"
+
+
+def test_a_lost_job_is_handed_back_at_once(seeded, redis_url, tmp_path):
+    """An executor that loses a job (its allocation died) gets the task requeued without waiting for the lease."""
+    cp = seeded
+    ex = HoldExecutor()
+    running = Running(redis_url, ex, tmp_path, capacity=1, drain_timeout_s=0.5)
+    try:
+        tid = Client(control=cp).submit(GHZ3, device="ideal", shots=10).id
+        ex.submitted.wait(10)
+        ex.submitted.clear()
+        ex.reporter.lost(ex.jobs[tid], "the pilot allocation ended")
+        wait_for(lambda: cp.task(tid)["attempts"] == 2, 30, "the second attempt")
+        requeued = [e for e in cp.history(tid) if e["event"] == "queued" and e.get("reason") == "lease_expired"]
+        assert len(requeued) == 1 and requeued[0]["lost_agent"] == running.agent.cfg.agent_id
+    finally:
+        running.stop()
