@@ -155,6 +155,8 @@ class Harness:
         zombie_until = 0.0
         done_clients = False
         submitted: list[str] = []
+        unfinished: list[str] | None = None
+        next_check = 0.0
         while time.monotonic() < deadline:
             now = time.monotonic()
             if not done_clients and all(c.poll() is not None for c in clients):
@@ -197,9 +199,11 @@ class Harness:
                     flush_at = 0.0
                 except Exception:
                     pass
-            if done_clients and not zombie and not redis_kill_at and not flush_at:
+            if done_clients and not zombie and not redis_kill_at and not flush_at and now >= next_check:
+                next_check = now + 1.0
                 try:
-                    if all(cp.task(t)["state"] in ("completed", "failed", "cancelled") for t in submitted):
+                    unfinished = self.unfinished(cp, unfinished if unfinished is not None else submitted)
+                    if not unfinished:
                         break
                 except Exception:
                     pass
@@ -228,6 +232,23 @@ class Harness:
         if not a.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
         return report
+
+    def cleanup(self) -> None:
+        """Whatever happened, leave no process of ours behind."""
+        for p in self.agents.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+                p.wait()
+        self.redis.stop()
+
+    @staticmethod
+    def unfinished(cp, ids: list[str]) -> list[str]:
+        """The tasks among ``ids`` that are not final yet (one pipelined round trip)."""
+        pipe = cp.redis.pipeline(transaction=False)
+        for t in ids:
+            pipe.hget(cp.keys(DEVICE).task(t), "state")
+        return [t for t, st in zip(ids, pipe.execute()) if st not in ("completed", "failed", "cancelled")]
 
     @staticmethod
     def holders(cp) -> set[str]:
@@ -317,7 +338,11 @@ def main() -> int:
     a = p.parse_args()
     if a.client is not None:
         return client_main(a.url, a.count, a.client, a.out, a.shots)
-    report = Harness(a).run()
+    harness = Harness(a)
+    try:
+        report = harness.run()
+    finally:
+        harness.cleanup()
     rows = [(k, v) for k, v in report.items() if k != "faults"]
     print("faults injected:")
     for f in report["faults"]:

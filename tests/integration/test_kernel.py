@@ -118,3 +118,25 @@ def test_magic_errors_are_one_line(kernel_env):
     assert "unknown device 'nosuch'" in messages[2]
     assert "unknown option 'bogus'" in messages[3]
     assert "built no QuantumCircuit" in messages[4]
+
+
+def test_line_magics_list_devices_and_reattach_to_tasks(kernel_env):
+    cp = kernel_env
+    from jupyter_vqpu.client import Client
+
+    # submitted "before the kernel restart": the new kernel re-attaches a live widget to it
+    earlier = Client(control=cp).submit(
+        'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\ncreg c[1];\nx q[0];\nmeasure q -> c;', device="ideal",
+        shots=50)
+    nb = run_notebook(code(
+        "%load_ext jupyter_vqpu",
+        "%vqpu devices",
+        "%vqpu tasks",
+        f"t = %vqpu status {earlier.id}\nprint('STATUS', t.id, t.result(timeout=120)['counts'])",
+    ))
+    devices_html = "".join(str(o.get("data", {}).get("text/html", "")) for o in nb.cells[1].outputs)
+    assert "<b>fez</b>" in devices_html and "<b>ideal</b>" in devices_html
+    listed = nb.cells[2].outputs
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in listed) or \
+        earlier.id in "".join(o.get("text", "") for o in listed)
+    assert f"STATUS {earlier.id} {{'1': 50}}" in text_of(nb)

@@ -276,3 +276,16 @@ class TestBaseUrl:
         ws = await jp_ws_fetch("vqpu", "api", "events", headers=dict(ALICE))
         assert json.loads(await asyncio.wait_for(ws.read_message(), 5))["type"] == "devices"
         ws.close()
+
+
+async def test_the_api_rides_out_a_redis_restart(jp_fetch, redis_server):
+    before = body(await jp_fetch("vqpu", "api", "devices"))
+    redis_server.stop()
+    code, err = await fails(jp_fetch("vqpu", "api", "devices"))
+    assert code == 503 and "control plane" in err["message"]
+    redis_server.start()  # same port, its AOF kept the devices
+    after = body(await jp_fetch("vqpu", "api", "devices"))
+    assert [d["name"] for d in after] == [d["name"] for d in before]
+    created = await jp_fetch("vqpu", "api", "tasks", method="POST",
+                             body=json.dumps({"device": "ideal", "circuit": GHZ3, "shots": 10}))
+    assert created.code == 201
