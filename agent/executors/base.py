@@ -48,6 +48,32 @@ class Reporter(Protocol):
         (``timeout``, ``runner_error``, ``scheduler_failed``, ...); ``message``
         is one readable line."""
 
+    def lost(self, job: Job, message: str) -> None:
+        """The job's runner vanished with the place it ran in (a pilot allocation
+        ended or stopped answering mid-task): no result, not the task's fault.
+        The agent hands the task back to the queue at once (attempt+1), as for
+        any lost lease. Executors call :func:`report_lost`, which falls back to
+        ``failed(job, "lost", message)`` for a reporter without this method."""
+
+
+def report_result(reporter: Reporter, job: Job, result: dict[str, Any] | None) -> None:
+    """Turn a runner's result.json (parsed, or None when it left none) into ``finished`` or ``failed``."""
+    if result is None:
+        reporter.failed(job, "runner_error", "the runner ended without writing a result")
+    elif result.get("ok"):
+        reporter.finished(job, result)
+    else:
+        reporter.failed(job, result.get("reason") or "runner_error", result.get("error") or "runner failed")
+
+
+def report_lost(reporter: Reporter, job: Job, message: str) -> None:
+    """``reporter.lost`` where the reporter has it, else ``failed(job, "lost", message)``."""
+    lost = getattr(reporter, "lost", None)
+    if callable(lost):
+        lost(job, message)
+    else:
+        reporter.failed(job, "lost", message)
+
 
 class Executor(abc.ABC):
     """Realises jobs. Implementations: ``local`` (subprocess), ``slurm``."""
