@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("agent", parents=[common], help="run an HPC-side agent")
     s.add_argument("--devices", default="all", help="comma-separated device names, or all")
-    s.add_argument("--executor", default="local", choices=["local", "slurm"])
+    s.add_argument("--executor", default="local", choices=["local", "slurm", "slurm-pilot"])
     s.add_argument("--agent-id")
     s.add_argument("--work-root", help="bundle directory root (must be visible to compute nodes for slurm)")
     s.add_argument("--capacity", type=int, default=2, help="tasks held at once")

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# jp_fetch, jp_serverapp, ... for the server extension's tests (plugins belong in the root conftest).
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -126,3 +129,4 @@ h q[0];
 cx q[0],q[1];
 measure q -> c;
 """
+

@@ -1,4 +1,5 @@
-"""Executors realise jobs: ``local`` (subprocesses here) and ``slurm`` (sbatch)."""
+"""Executors realise jobs: ``local`` (subprocesses here), ``slurm`` (sbatch per task) and
+``slurm-pilot`` (one long-running allocation for many tasks)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def make_executor(name: str, args: argparse.Namespace | None = None, work_root: 
         if partition:
             config = SlurmConfig.from_mapping({**_asdict(config), "partition": partition})
         return SlurmExecutor(config)
+    if name == "slurm-pilot":
+        from .pilot import PilotConfig, SlurmPilotExecutor
+
+        path = getattr(args, "slurm_config", None)
+        config = PilotConfig.load(path) if path else PilotConfig()
+        if getattr(args, "partition", None):
+            config = PilotConfig.from_mapping({**_asdict(config), "partition": args.partition})
+        return SlurmPilotExecutor(config, work_root=work_root)
     raise ValueError(f"unknown executor {name!r}")
 
 

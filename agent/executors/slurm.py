@@ -259,21 +259,27 @@ class _ScriptTemplate(string.Template):
 
 def template_text(config: SlurmConfig) -> str:
     """The batch script template: the configured file, the installed package data, or the checkout's."""
-    if config.template is not None:
-        return Path(config.template).read_text()
+    return find_template(TEMPLATE_NAME, config.template)
+
+
+def find_template(name: str, override: Path | str | None = None) -> str:
+    """A batch script template by file name: ``override`` when set, else the installed
+    package data (agent/slurm_templates/NAME), else the source checkout's slurm/NAME."""
+    if override is not None:
+        return Path(override).read_text()
     try:
         from importlib.resources import files
 
-        res = files("agent") / "slurm_templates" / TEMPLATE_NAME
+        res = files("agent") / "slurm_templates" / name
         if res.is_file():
             return res.read_text()
     except (ModuleNotFoundError, OSError, TypeError):
         pass
-    repo = Path(__file__).resolve().parents[2] / "slurm" / TEMPLATE_NAME
+    repo = Path(__file__).resolve().parents[2] / "slurm" / name
     if repo.is_file():
         return repo.read_text()
-    raise SlurmConfigError("the Slurm job template task.sbatch.tmpl was not found",
-                           hint="reinstall jupyter-vqpu or set SlurmConfig.template")
+    raise SlurmConfigError(f"the Slurm job template {name} was not found",
+                           hint="reinstall jupyter-vqpu or set the template path in the Slurm configuration")
 
 
 def default_pythonpath() -> str | None:

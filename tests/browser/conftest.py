@@ -56,15 +56,22 @@ def chromium() -> str:
     return need_binary(CHROMIUM_PATH, "the browser tests drive it")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_api(chromium):
-    """A running sync Playwright (the python package; no browser download)."""
+    """A running sync Playwright (the python package; no browser download).
+
+    Module-scoped, and the thread's event loop is reset afterwards: sync Playwright
+    keeps its loop "running" in a greenlet while active, which would break every
+    later test that asks asyncio for the current loop (pytest-jupyter's fixtures)."""
+    import asyncio
+
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _missing("python playwright is not installed (pip install playwright; no browser download needed)")
     with sync_playwright() as pw:
         yield pw
+    asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +198,17 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
+
+
+@pytest.fixture
+def jp_asyncio_loop():
+    """pytest-jupyter's autouse loop fixture, kept away from Playwright's.
+
+    The stock one takes the thread's current loop, which here is sync Playwright's
+    (busy in a greenlet), and closes it at teardown. These tests start no in-process
+    Jupyter server, so a private loop that is never made current will do."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()

@@ -16,7 +16,6 @@ from tornado.httpclient import HTTPClientError
 
 from tests.conftest import GHZ3
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = pytest.mark.redis
 
 TOKENS = {"alice-token": "alice", "bob-token": "bob"}

@@ -1,0 +1,220 @@
+"""Per-task overhead of the three ways to realise a task, side by side, on the local Slurm.
+
+    python benchmarks/slurm_overhead.py [--tasks 20] [--quick] [--json]
+
+(a) ``slurm``:       one Slurm batch job per task (sbatch, Python start-up, Qiskit import each time)
+(b) ``slurm-pilot``: one long-running allocation whose warm worker runs every task
+(c) ``local``:       the local executor's warm worker on this machine
+
+Each mode gets a real redis-server (a free loopback port), the ``ideal`` device,
+and an agent running in this process. One warm-up task per mode is not counted
+(it starts the local worker or the pilot allocation; per-task Slurm jobs have
+nothing to warm). Then ``--tasks`` small tasks (a 2-qubit Bell circuit, 100
+shots) run ONE AT A TIME: the number is per-task latency, not throughput.
+
+End-to-end is measured from the control plane's own task history: the
+``queued`` event's timestamp to the ``completed`` one. The simulator's own time
+(result ``timings.simulate``) is shown apart, and overhead = end-to-end minus
+simulate. Needs Slurm up (``.ci/slurm-up.sh``) and redis-server on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BELL = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[2];
+creg c[2];
+h q[0];
+cx q[0],q[1];
+measure q -> c;
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            sys.exit("redis-server is not installed")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", str(self.dir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def make_executor(mode: str, work: Path, slurm_poll: float, spool_poll: float, inotify: bool = True):
+    if mode == "local":
+        from agent.executors.local import LocalExecutor
+
+        return LocalExecutor(slots=1, warm=True, log_dir=work)
+    common = dict(pythonpath=str(REPO), python=sys.executable, time_limit="00:05:00")
+    if mode == "sbatch":
+        from agent.executors.slurm import SlurmConfig, SlurmExecutor
+
+        return SlurmExecutor(SlurmConfig(poll_interval_s=slurm_poll, **common))
+    from agent.executors.pilot import PilotConfig, SlurmPilotExecutor
+
+    return SlurmPilotExecutor(PilotConfig(poll_interval_s=1.0, pilot_time_limit="00:30:00", idle_timeout_s=120,
+                                          release_on_shutdown=True, spool_dir=str(work / "spool"),
+                                          spool_poll_s=spool_poll, spool_inotify=inotify, **common))
+
+
+def run_mode(mode: str, url: str, tasks: int, work: Path, slurm_poll: float, spool_poll: float,
+             inotify: bool = True) -> dict:
+    from agent.agent import Agent, AgentConfig
+    from jupyter_vqpu.connection import connect
+    from jupyter_vqpu.control import ControlPlane
+
+    cp = ControlPlane(connect(url))
+    cp.redis.flushall()
+    cp.seed(["ideal"])
+    agent = Agent(cp, make_executor(mode, work, slurm_poll, spool_poll, inotify),
+                  AgentConfig(devices=["ideal"], work_root=work / "bundles", capacity=1, block_ms=500,
+                              agent_id=f"bench-{mode}"))
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    rows = []
+    try:
+        for i in range(tasks + 1):
+            tid = cp.submit(owner="bench", device="ideal", circuit=BELL, shots=100, seed=i,
+                            name=f"bench-{mode}-{i}")["task_id"]
+            view = cp.wait(tid, timeout=300)
+            if view["state"] != "completed":
+                raise RuntimeError(f"{mode}: task {tid} ended {view['state']}: {view.get('error')}")
+            if i == 0:
+                continue  # warm-up
+            hist = {e["event"]: e for e in cp.history(tid)}
+            e2e = (hist["completed"]["ts"] - hist["queued"]["ts"]) / 1000.0
+            sim = float((cp.result(tid).get("timings") or {}).get("simulate") or 0.0)
+            ts = {k: hist[k]["ts"] for k in ("queued", "claimed", "scheduled", "running", "completed") if k in hist}
+            rows.append({"e2e": e2e, "simulate": sim, "overhead": e2e - sim, "job_id": view.get("job_id"),
+                         "stages": {f"{a}->{b}": ts[b] - ts[a] for a, b in
+                                    (("queued", "claimed"), ("claimed", "scheduled"), ("scheduled", "running"),
+                                     ("running", "completed")) if a in ts and b in ts}})
+    finally:
+        agent.stop()
+        thread.join(60)
+    return {"rows": rows, "job_ids": sorted({str(r["job_id"]) for r in rows})}
+
+
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = (len(v) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", type=int, default=20, help="measured tasks per mode (default 20)")
+    p.add_argument("--quick", action="store_true", help="5 tasks per mode")
+    p.add_argument("--json", action="store_true", help="last line: one JSON object with the figures")
+    p.add_argument("--modes", default="local,pilot,sbatch")
+    p.add_argument("--slurm-poll", type=float, default=0.2, help="per-task Slurm executor's poll interval (s)")
+    p.add_argument("--spool-poll", type=float, default=None, help="pilot's spool poll interval (s); default: PilotConfig's")
+    p.add_argument("--no-inotify", action="store_true",
+                   help="pilot: poll only, as between two hosts on NFS/Lustre (inotify sees same-host changes only)")
+    args = p.parse_args(argv)
+    if args.spool_poll is None:
+        from agent.executors.pilot import PilotConfig
+
+        args.spool_poll = PilotConfig.spool_poll_s
+    n = 5 if args.quick else args.tasks
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    tmp = Path(tempfile.mkdtemp(prefix="vqpu-bench-"))
+    server = RedisServer(tmp / "redis").start()
+    out: dict[str, dict] = {}
+    try:
+        for mode in modes:
+            t0 = time.monotonic()
+            out[mode] = run_mode(mode, server.url, n, tmp / mode, args.slurm_poll, args.spool_poll,
+                                 not args.no_inotify)
+            print(f"# {mode}: {n} tasks in {time.monotonic() - t0:.1f} s; Slurm job ids: "
+                  f"{', '.join(out[mode]['job_ids'][:3])}{' ...' if len(out[mode]['job_ids']) > 3 else ''}",
+                  file=sys.stderr)
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    names = {"local": "local executor (warm worker)", "pilot": "slurm-pilot (one allocation)",
+             "sbatch": "slurm (one sbatch per task)"}
+    print(f"per-task latency over {n} sequential tasks (Bell circuit, ideal, 100 shots), milliseconds")
+    print(f"{'mode':32s} {'e2e p50':>9s} {'e2e p95':>9s} {'sim p50':>9s} {'ovh p50':>9s} {'ovh p95':>9s} {'jobs':>5s}")
+    figures: dict[str, float] = {}
+    for mode in modes:
+        rows = out[mode]["rows"]
+        e2e = [r["e2e"] * 1000 for r in rows]
+        sim = [r["simulate"] * 1000 for r in rows]
+        ovh = [r["overhead"] * 1000 for r in rows]
+        print(f"{names.get(mode, mode):32s} {statistics.median(e2e):9.1f} {pct(e2e, .95):9.1f} "
+              f"{statistics.median(sim):9.2f} {statistics.median(ovh):9.1f} {pct(ovh, .95):9.1f} "
+              f"{len(out[mode]['job_ids']):5d}")
+        figures[f"{mode}_p50_ms"] = round(statistics.median(ovh), 2)
+        figures[f"{mode}_p95_ms"] = round(pct(ovh, .95), 2)
+        figures[f"{mode}_e2e_p50_ms"] = round(statistics.median(e2e), 2)
+        figures[f"{mode}_simulate_p50_ms"] = round(statistics.median(sim), 3)
+    print("median milliseconds between the task's history events:")
+    for mode in modes:
+        rows = out[mode]["rows"]
+        keys = list(rows[0]["stages"]) if rows else []
+        print(f"  {mode:8s} " + "  ".join(f"{k} {statistics.median(r['stages'].get(k, 0) for r in rows):.0f}"
+                                          for k in keys))
+    if "local_p50_ms" in figures and "pilot_p50_ms" in figures:
+        ratio = figures["pilot_p50_ms"] / figures["local_p50_ms"] if figures["local_p50_ms"] > 0 else float("inf")
+        figures["pilot_over_local"] = round(ratio, 2)
+        print(f"pilot overhead / local overhead (p50): {ratio:.2f}x -> "
+              f"{'within' if ratio <= 2 else 'NOT within'} the 2x goal")
+    if args.json:
+        print(json.dumps({"tasks": n, **figures}, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
