@@ -22,14 +22,13 @@ from .errors import (
     DeviceDraining,
     InvalidRequest,
     LimitExceeded,
-    ResultTimeout,
     TaskNotFound,
     UnknownDevice,
     UnknownSnapshot,
     VqpuError,
 )
 from .keys import SNAPSHOT_ID_RE, Keys, check_device_name, device_of, new_task_id
-from .lifecycle import FINAL_STATES, TaskState
+from .lifecycle import TaskState, follow
 from .scripts import Scripts
 
 log = logging.getLogger("vqpu.control")
@@ -469,23 +468,12 @@ class ControlPlane:
         Blocks on the events stream (no polling). Raises ResultTimeout."""
         device = device_of(task_id)
         cursors = {device: self.last_event_id(device)}
-        view = self.task(task_id)
-        yield view
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while view["state"] not in {s.value for s in FINAL_STATES}:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise ResultTimeout(
-                    f"task {task_id} is still {view['state']} after {timeout:g} s",
-                    f"wait longer with `vqpu wait {task_id}`",
-                )
-            block = 2000 if remaining is None else max(1, min(2000, int(remaining * 1000)))
-            events = self.read_events(cursors, block)
-            if any(f.get("task") == task_id for _, _, f in events) or not events:
-                new = self.task(task_id)
-                if new != view:
-                    view = new
-                    yield view
+
+        def changed(seconds: float) -> bool:
+            events = self.read_events(cursors, max(1, int(min(seconds, 2.0) * 1000)))
+            return not events or any(f.get("task") == task_id for _, _, f in events)
+
+        return follow(task_id, lambda: self.task(task_id), changed, timeout, f"wait longer with `vqpu wait {task_id}`")
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         view: dict[str, Any] = {}

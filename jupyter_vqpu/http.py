@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
 from .client import Task
-from .errors import ControlPlaneUnavailable, ResultTimeout, VqpuError
+from .errors import ControlPlaneUnavailable, VqpuError
+from .lifecycle import follow
 
 ENV_API_URL = "VQPU_API_URL"
 ENV_API_TOKEN = "VQPU_API_TOKEN"
-FINAL = ("completed", "failed", "cancelled")
 
 
 def api_from_env() -> tuple[str, str] | None:
@@ -94,21 +93,14 @@ class HttpTransport:
 
     def watch(self, task_id: str, timeout: float | None = None):
         """Yield the task's view now and whenever it changes, until it is final (long-poll, no busy loop)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        _, cursor = self.events(None, 0)
-        view = self.status(task_id)
-        yield view
-        while view.get("state") not in FINAL:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                raise ResultTimeout(f"task {task_id} is still {view.get('state')} after {timeout:g} s",
-                                    "wait longer, or follow it with `%vqpu status " + task_id + "`")
-            events, cursor = self.events(cursor, min(20.0, remaining) if remaining is not None else 20.0)
-            if any(e.get("task") == task_id for e in events) or not events:
-                new = self.status(task_id)
-                if new != view:
-                    view = new
-                    yield view
+        cursor = [self.events(None, 0)[1]]
+
+        def changed(seconds: float) -> bool:
+            events, cursor[0] = self.events(cursor[0], seconds)
+            return not events or any(e.get("task") == task_id for e in events)
+
+        return follow(task_id, lambda: self.status(task_id), changed, timeout,
+                      f"wait longer, or follow it with `%vqpu status {task_id}`")
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         view: dict[str, Any] = {}
