@@ -55,7 +55,7 @@ def _histogram(counts: dict[str, int], shots: int, top: int = 16) -> list[str]:
 
 
 def _record_json(record: dict[str, Any]) -> dict[str, Any]:
-    keys = ("task_id", "state", "device", "snapshot_id", "shots", "seed", "counts", "layout", "attempts", "timings",
+    keys = ("task_id", "state", "device", "snapshot_id", "shots", "seed", "counts", "layout", "attempts", "timings", "phases",
             "simulator", "owner", "name", "reason", "error", "job_id", "created_at", "finished_at")
     return {k: record.get(k) for k in keys}
 

@@ -90,7 +90,16 @@ def task_view(h: dict[str, str], position: int | None = None) -> dict[str, Any]:
     }
     for name in ("created_at", "claimed_at", "scheduled_at", "started_at", "finished_at", "updated_at"):
         view[name] = _ms_to_s(h.get(name))
+    view["phases"] = phases(view)
     return view
+
+
+def phases(view: dict[str, Any]) -> dict[str, float]:
+    """Where a task's time went, from its transition timestamps (seconds, server clock)."""
+    marks = [("queued", "created_at", "claimed_at"), ("claimed", "claimed_at", "scheduled_at"),
+             ("scheduled", "scheduled_at", "started_at"), ("running", "started_at", "finished_at"),
+             ("total", "created_at", "finished_at")]
+    return {name: round(view[b] - view[a], 4) for name, a, b in marks if view.get(a) and view.get(b)}
 
 
 def _decode_pairs(flat: list) -> dict[str, str]:

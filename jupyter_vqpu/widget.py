@@ -144,6 +144,9 @@ class TaskWidget(widgets.VBox):
                 ideal = None
         timings = record.get("timings") or {}
         t = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in timings.items() if isinstance(v, (int, float)))
+        phases = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in (record.get("phases") or {}).items())
+        self.detail.value += (f'<details class="jp-vqpu-widget-phases"><summary>time breakdown</summary>'
+                              f'service: {html.escape(phases)}<br>runner: {html.escape(t)}</details>')
         sim = record.get("simulator") or {}
         self.output.value = (
             histogram_html(record.get("counts") or {}, ideal)

@@ -44,7 +44,7 @@ def test_run_json_has_the_documented_fields(seeded, redis_url, agent_proc):
     out = vqpu("run", GHZ, "--device", "fez", "--shots", "1024", "--seed", "3", "--json", url=redis_url)
     assert out.returncode == 0, out.stderr
     rec = json.loads(out.stdout)
-    for key in ("task_id", "state", "device", "snapshot_id", "shots", "counts", "layout", "attempts", "timings"):
+    for key in ("task_id", "state", "device", "snapshot_id", "shots", "counts", "layout", "attempts", "timings", "phases"):
         assert key in rec
     assert rec["state"] == "completed" and rec["device"] == "fez" and rec["shots"] == 1024
     assert sum(rec["counts"].values()) == 1024 and rec["attempts"] == 1 and len(rec["snapshot_id"]) == 64
