@@ -175,12 +175,11 @@ class Agent:
 
     # --------------------------------------------------------- claiming
 
-    def _take(self, device: str, entry_id: str, task_id: str) -> None:
-        if not task_id:
-            return
-        claim = self.cp.claim(device, task_id, self.cfg.agent_id, self.lease_ms, entry_id)
+    def _take(self, device: str, entry_id: str, pointer_task: str) -> None:
+        claim = self.cp.claim_next(device, self.cfg.agent_id, self.lease_ms, entry_id)
         if claim is None:
             return
+        task_id = claim.task_id
         self.stats["claimed"] += 1
         f = claim.fields
         attempt_dir = self.cfg.work_root / device / task_id / f"attempt-{claim.token}"

@@ -515,15 +515,39 @@ class ControlPlane:
         reply = self.redis.xautoclaim(self.keys(device).queue, GROUP, consumer, min_idle_ms, "0-0", count=count)
         return [(device, eid, fields.get("task", "")) for eid, fields in reply[1] if fields]
 
-    def claim(self, device: str, task_id: str, agent: str, lease_ms: int, entry_id: str = "") -> Claim | None:
+    def claim(self, device: str, task_id: str, agent: str, lease_ms: int, entry_id: str = "",
+              consume_on_skip: bool = True) -> Claim | None:
+        """Claim one named task (and consume the pointer that woke us)."""
         k = self.keys(device)
         reply = self.scripts.claim(
             keys=[k.task(task_id), k.history(task_id), k.events, k.device, k.pending, k.leases, k.queue],
-            args=[task_id, agent, lease_ms, GROUP, entry_id, self.events_maxlen],
+            args=[task_id, agent, lease_ms, GROUP, entry_id, self.events_maxlen, int(consume_on_skip)],
         )
         if reply[0] != "claimed":
             return None
         return Claim(task_id, device, int(reply[1]), reply[2], _decode_pairs(reply[3:]))
+
+    def claim_next(self, device: str, agent: str, lease_ms: int, entry_id: str, tries: int = 8) -> Claim | None:
+        """Claim the task at the head of the queue, whichever task the pointer named.
+
+        Pointers only wake agents up; the order is the pending set's, so a task
+        returned by the reaper goes to the front again, and the queue position a
+        user sees is the real one. Losing a race for the head retries with the
+        new head; the pointer is consumed only by a successful claim, or when the
+        queue is empty (a cancelled task's leftover pointer)."""
+        k = self.keys(device)
+        for _ in range(tries):
+            head = self.redis.zrange(k.pending, 0, 0)
+            if not head:
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.xack(k.queue, GROUP, entry_id)
+                pipe.xdel(k.queue, entry_id)
+                pipe.execute()
+                return None
+            claim = self.claim(device, head[0], agent, lease_ms, entry_id, consume_on_skip=False)
+            if claim is not None:
+                return claim
+        return None  # heavy contention: the pointer stays pending and is redelivered later
 
     def progress(self, task_id: str, agent: str, token: int, state: str = "", detail: dict | None = None,
                  lease_ms: int = 30_000, client: Any = None) -> Any:

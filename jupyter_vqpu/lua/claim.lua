@@ -4,15 +4,22 @@
 -- KEYS[4] device hash   KEYS[5] pending zset    KEYS[6] leases zset     KEYS[7] work stream
 -- ARGV[1] task id       ARGV[2] agent id        ARGV[3] lease ms
 -- ARGV[4] stream group  ARGV[5] stream entry id ('' : none)            ARGV[6] events maxlen
+-- ARGV[7] '1' : consume the pointer even when the task is not claimable
 -- returns {'claimed', attempt, snapshot id, field, value, ...} | {'skip', state}
 local task_id, agent = ARGV[1], ARGV[2]
-if ARGV[5] ~= '' then
-  -- The stream entry is only a pointer: consumed here, in the same step as the claim.
-  redis.call('XACK', KEYS[7], ARGV[4], ARGV[5])
-  redis.call('XDEL', KEYS[7], ARGV[5])
+-- The stream entry is only a wake-up pointer: consumed here, in the same step as the claim.
+local function consume()
+  if ARGV[5] ~= '' then
+    redis.call('XACK', KEYS[7], ARGV[4], ARGV[5])
+    redis.call('XDEL', KEYS[7], ARGV[5])
+  end
 end
 local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'queued' then return {'skip', state or 'missing'} end
+if state ~= 'queued' then
+  if ARGV[7] == '1' then consume() end
+  return {'skip', state or 'missing'}
+end
+consume()
 
 local pinned = redis.call('HGET', KEYS[1], 'pinned_snapshot')
 local snapshot = pinned

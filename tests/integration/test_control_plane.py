@@ -360,3 +360,33 @@ def test_declared_but_idle_qubits_do_not_count_against_the_limit(seeded):
     view = submit(seeded, device="fez",
                   circuit=f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[156];\nh q[3];\n{body}')
     assert view["state"] == "queued"
+
+
+def test_claims_follow_the_queue_order_and_a_requeued_task_goes_first(seeded):
+    cp = seeded
+    a, b, c = (submit(cp)["task_id"] for _ in range(3))
+    cp.ensure_group("ideal")
+    first = next_claim_in_order(cp, "a1")
+    assert first.task_id == a
+    cp.recover("ideal", max_attempts=3, by="test", task_ids=[a], force=True)
+    assert cp.task(a)["queue_position"] == 1 and cp.task(b)["queue_position"] == 2
+    # the pointer the reaper added sits behind b's and c's; the claim still takes a
+    assert [next_claim_in_order(cp, "a2").task_id for _ in range(3)] == [a, b, c]
+    # every pointer was consumed by exactly one claim
+    assert cp.redis.xlen(cp.keys("ideal").queue) == 0
+    assert cp.redis.xpending(cp.keys("ideal").queue, "agents")["pending"] == 0
+
+
+def next_claim_in_order(cp: ControlPlane, agent: str):
+    dev, entry, _ = cp.read_work(["ideal"], agent, 1, 100)[0]
+    return cp.claim_next(dev, agent, LEASE, entry)
+
+
+def test_a_leftover_pointer_of_a_cancelled_task_is_consumed_without_a_claim(seeded):
+    cp = seeded
+    tid = submit(cp)["task_id"]
+    cp.cancel(tid, by="alice")
+    cp.ensure_group("ideal")
+    dev, entry, _ = cp.read_work(["ideal"], "a1", 1, 100)[0]
+    assert cp.claim_next(dev, "a1", LEASE, entry) is None
+    assert cp.redis.xlen(cp.keys("ideal").queue) == 0
