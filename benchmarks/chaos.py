@@ -23,7 +23,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,50 +33,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.support import RedisServer  # noqa: E402  (the tests' real redis-server launcher)
+
 DEVICE = "ideal"
 CIRCUIT = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Redis:
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "redis-server"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "everysec", "--dir", str(self.dir), "--maxmemory-policy", "noeviction",
-             "--logfile", str(self.dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis.from_url(self.url).ping():
-                    return
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                time.sleep(0.02)
-        raise RuntimeError("redis-server did not come up")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def client_main(url: str, count: int, index: int, out: str, shots: int) -> int:
@@ -109,8 +68,7 @@ class Harness:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.tmp = Path(tempfile.mkdtemp(prefix="vqpu-chaos-"))
-        self.redis = Redis(self.tmp / "redis")
-        self.redis.dir.mkdir()
+        self.redis = RedisServer(self.tmp / "redis")
         self.agents: dict[str, subprocess.Popen] = {}
         self.counter = 0
         self.faults: list[str] = []
@@ -187,7 +145,7 @@ class Harness:
                 self.faults.append(f"{now - t0:6.1f}s SIGCONT {zombie}")
                 zombie = None
             if redis_kill_at and now >= redis_kill_at:
-                self.redis.kill9()
+                self.redis.kill(signal.SIGKILL)
                 self.faults.append(f"{now - t0:6.1f}s kill -9 redis")
                 self.redis.start()
                 self.faults.append(f"{time.monotonic() - t0:6.1f}s redis restarted on its AOF")

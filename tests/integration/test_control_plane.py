@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from jupyter_vqpu.snapshot import ideal_snapshot
 
 from jupyter_vqpu.control import ControlPlane
 from jupyter_vqpu.errors import (
@@ -21,6 +20,7 @@ from jupyter_vqpu.errors import (
     UnknownDevice,
     UnknownSnapshot,
 )
+from jupyter_vqpu.snapshot import ideal_snapshot
 from tests.conftest import BELL_QASM2, GHZ3
 
 pytestmark = pytest.mark.redis
