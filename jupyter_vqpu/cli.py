@@ -235,6 +235,20 @@ def cmd_device(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_acl(args: argparse.Namespace) -> int:
+    from .acl import acl_file
+
+    def secret(path: str) -> str:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise VqpuError(f"cannot read {path}: {exc.strerror}", "give a file that holds the password") from None
+
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    sys.stdout.write(acl_file(secret(args.agent_password_file), secret(args.gateway_password_file), devices))
+    return 0
+
+
 def cmd_agent(args: argparse.Namespace) -> int:
     from agent.agent import Agent, AgentConfig
     from agent.executors import make_executor
@@ -339,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = dsub.add_parser("seed", parents=[common], help="register built-in devices")
     d.add_argument("names", nargs="+")
     s.set_defaults(fn=cmd_device)
+
+    s = sub.add_parser("acl", help="print a Redis ACL file: a least-privilege agent user, the gateway, no default user")
+    s.add_argument("--devices", required=True, help="comma-separated devices the agent serves")
+    s.add_argument("--agent-password-file", required=True)
+    s.add_argument("--gateway-password-file", required=True)
+    s.set_defaults(fn=cmd_acl)
 
     s = sub.add_parser("agent", parents=[common], help="run an HPC-side agent")
     s.add_argument("--devices", default="all", help="comma-separated device names, or all")

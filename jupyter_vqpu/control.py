@@ -242,6 +242,7 @@ class ControlPlane:
         """Register built-in devices that are not there yet; never replaces a snapshot."""
         from . import catalog
 
+        self.scripts.load_all()
         added = []
         for name in names:
             if self.redis.exists(self.keys(name).device):

@@ -28,5 +28,12 @@ class Scripts:
         for name in NAMES:
             setattr(self, name, client.register_script(source(name)))
 
+    def load_all(self) -> None:
+        """SCRIPT LOAD every script now: least-privilege users (agents) may only EVALSHA,
+        so a trusted client loads them first (and again after a SCRIPT FLUSH)."""
+        for name in NAMES:
+            script = getattr(self, name)
+            script.registered_client.script_load(script.script)
+
     def __getattr__(self, name: str) -> Script:  # for type checkers; real ones set above
         raise AttributeError(name)
