@@ -1,0 +1,53 @@
+"""Smoke test of the benchmarks: each runs at a tiny size as a subprocess and ends with its JSON line.
+
+Not a timing test: no assertion is made on any figure, only that the benchmark
+exits 0, writes its plot and prints the documented keys (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, need_binary
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+CASES = {
+    "overhead": (["--smoke"], {"overhead_p50_ms", "overhead_p95_ms", "overhead_p99_ms", "e2e_p50_ms",
+                               "simulate_p50_ms", "phases_p50_ms", "per_circuit"}),
+    "throughput": (["--smoke"], {"submit_per_s", "submit_script_per_s", "claim_per_s", "claim_p99_ms", "rows"}),
+    "scaling": (["--smoke"], {"overhead_flat_ratio", "simulate_max_s", "service_flat_ratio", "rows"}),
+    "noise_model": (["--quick"], {"noise_speedup_min", "tvd_max", "identical_counts", "rows"}),
+}
+
+
+def run_benchmark(name: str, extra: list[str], tmp_path: Path, timeout: float = 120) -> dict:
+    args = [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), *extra, "--json"]
+    plot = None
+    if name != "noise_model":  # noise_model.py prints a table only
+        plot = tmp_path / f"{name}.png"
+        args += ["--plot", str(plot)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VQPU_")}
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert lines, f"{name} printed nothing"
+    summary = json.loads(lines[-1])
+    if plot is not None:
+        assert plot.is_file() and plot.stat().st_size > 1000, f"{name} wrote no plot"
+    return summary
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_benchmark_runs_and_reports_its_documented_keys(name, tmp_path):
+    need_binary("redis-server", "the benchmarks start their own")
+    extra, keys = CASES[name]
+    summary = run_benchmark(name, extra, tmp_path)
+    missing = keys - set(summary)
+    assert not missing, f"{name}: missing keys {sorted(missing)} in {sorted(summary)}"
