@@ -46,6 +46,8 @@ def pilot_cluster():
     if missing and os.environ.get("CI"):
         pytest.fail(f"Slurm is not installed (missing {', '.join(missing)}); .ci/install installs it")
     if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"Slurm is not installed (missing {', '.join(missing)}); .ci/install installs it")
         pytest.skip(f"Slurm is not installed (missing {', '.join(missing)})")
     started = False
     if not _sinfo_ready():
