@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     qubits = [q for q in QUBITS if q <= args.max_qubits]
     shots_list = list(SHOTS)
     if args.quick:
-        qubits, args.reps, args.cap = [q for q in QUICK_QUBITS if q <= args.max_qubits], min(args.reps, 2), min(args.cap, 4.0)
+        qubits, args.cap = [q for q in QUICK_QUBITS if q <= args.max_qubits], min(args.cap, 4.0)
     if args.smoke:
         qubits, shots_list, args.reps, args.cap = [4, 8], [1_000, 10_000], 1, min(args.cap, 2.0)
 
