@@ -77,3 +77,43 @@ cx q[0],q[1];
 measure q -> c;
 """
 
+
+
+SLURM_BINARIES = ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "slurmctld", "slurmd", "munged")
+
+
+def slurm_ready() -> bool:
+    import subprocess
+
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and any(s.strip() in ("idle", "mixed", "allocated") for s in out.stdout.splitlines())
+
+
+def ensure_slurm() -> bool:
+    """A Slurm that answers: the running one, or one .ci/slurm-up.sh starts. True when we started it
+    (stop it with stop_slurm()). Missing Slurm skips locally and fails under CI."""
+    import subprocess
+
+    missing = [b for b in SLURM_BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
+    if missing:
+        msg = f"Slurm is not installed (missing {', '.join(missing)}); .ci/install installs it"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    if slurm_ready():
+        return False
+    if os.geteuid() != 0:
+        pytest.fail("Slurm is installed but not running, and starting it (.ci/slurm-up.sh) needs root")
+    up = subprocess.run(["bash", str(REPO / ".ci" / "slurm-up.sh")], capture_output=True, text=True,
+                        timeout=120, stdin=subprocess.DEVNULL)
+    assert up.returncode == 0, f".ci/slurm-up.sh failed:\n{up.stdout}\n{up.stderr}"
+    return True
+
+
+def stop_slurm() -> None:
+    import subprocess
+
+    subprocess.run(["bash", str(REPO / ".ci" / "slurm-down.sh")], timeout=120, stdin=subprocess.DEVNULL)

@@ -9,8 +9,6 @@ module starts and checked by the last test, while the others run.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,19 +21,12 @@ import pytest
 from agent import bundle
 from agent.executors.base import Job
 from agent.executors.slurm import SlurmConfig, SlurmExecutor
+from tests.conftest import ensure_slurm, stop_slurm
 
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = "tests.integration.fake_runner"
-
-
-def _sinfo_ready() -> bool:
-    try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return out.returncode == 0 and any(s.strip() in ("idle", "mixed", "allocated") for s in out.stdout.splitlines())
 
 
 def scontrol_state(job_id: str) -> str:
@@ -125,21 +116,7 @@ def slurm_cluster(tmp_path_factory):
     """A Slurm that answers: the running one, or one .ci/slurm-up.sh starts (and .ci/slurm-down.sh stops).
 
     Also submits the time-limit job early (see the module docstring)."""
-    missing = [b for b in ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "slurmctld", "slurmd", "munged")
-               if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
-    if missing and os.environ.get("CI"):
-        pytest.fail(f"Slurm is not installed (missing {', '.join(missing)}); .ci/install installs it")
-    if missing:
-        pytest.skip(f"Slurm is not installed (missing {', '.join(missing)}); "
-                    "apt-get install slurmctld slurmd slurm-client munge")
-    started = False
-    if not _sinfo_ready():
-        if os.geteuid() != 0:
-            pytest.fail("Slurm is installed but not running, and starting it (.ci/slurm-up.sh) needs root")
-        up = subprocess.run(["bash", str(REPO / ".ci" / "slurm-up.sh")], capture_output=True, text=True,
-                            timeout=120, stdin=subprocess.DEVNULL)
-        assert up.returncode == 0, f".ci/slurm-up.sh failed:\n{up.stdout}\n{up.stderr}"
-        started = True
+    started = ensure_slurm()
     root = tmp_path_factory.mktemp("slurm-bundles")
     early = SlurmExecutor(config(time_limit="1"))  # one minute: Slurm's minimum
     early_rec = Recorder()
@@ -150,7 +127,7 @@ def slurm_cluster(tmp_path_factory):
     early.cancel(timeout_job)
     early.shutdown()
     if started:
-        subprocess.run(["bash", str(REPO / ".ci" / "slurm-down.sh")], timeout=120, stdin=subprocess.DEVNULL)
+        stop_slurm()
 
 
 @pytest.fixture

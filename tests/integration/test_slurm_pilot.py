@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +21,8 @@ import pytest
 from agent import bundle
 from agent import pilot as spool
 from agent.executors.pilot import REASON_PENDING, REASON_QUEUED, PilotConfig, SlurmPilotExecutor
-from tests.integration.test_slurm_executor import Recorder, _sinfo_ready, kinds, make_job, scontrol_state, wait_until
+from tests.conftest import ensure_slurm, stop_slurm
+from tests.integration.test_slurm_executor import Recorder, kinds, make_job, scontrol_state, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -41,25 +41,10 @@ class LostRecorder(Recorder):
 def pilot_cluster():
     """A Slurm that answers: the running one, or one .ci/slurm-up.sh starts (and .ci/slurm-down.sh stops).
     Unlike test_slurm_executor's fixture it keeps no job of its own on the (small) node."""
-    missing = [b for b in ("sbatch", "squeue", "scontrol", "scancel", "sinfo", "slurmctld", "slurmd", "munged")
-               if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
-    if missing and os.environ.get("CI"):
-        pytest.fail(f"Slurm is not installed (missing {', '.join(missing)}); .ci/install installs it")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"Slurm is not installed (missing {', '.join(missing)}); .ci/install installs it")
-        pytest.skip(f"Slurm is not installed (missing {', '.join(missing)})")
-    started = False
-    if not _sinfo_ready():
-        if os.geteuid() != 0:
-            pytest.fail("Slurm is installed but not running, and starting it (.ci/slurm-up.sh) needs root")
-        up = subprocess.run(["bash", str(REPO / ".ci" / "slurm-up.sh")], capture_output=True, text=True,
-                            timeout=120, stdin=subprocess.DEVNULL)
-        assert up.returncode == 0, f".ci/slurm-up.sh failed:\n{up.stdout}\n{up.stderr}"
-        started = True
+    started = ensure_slurm()
     yield
     if started:
-        subprocess.run(["bash", str(REPO / ".ci" / "slurm-down.sh")], timeout=120, stdin=subprocess.DEVNULL)
+        stop_slurm()
 
 
 def pilot_config(**kw) -> PilotConfig:
