@@ -46,10 +46,8 @@ def _cp(url: str):
 def _script_args(cp, owner: str, fields_json: str):
     from jupyter_vqpu.keys import new_task_id
 
-    k = cp.keys(DEVICE)
     tid = new_task_id(DEVICE)
-    return ([k.task(tid), k.history(tid), k.events, k.device, k.queue, k.pending, k.device, k.owner_index(owner),
-             k.device], [tid, owner, fields_json, 0, "", cp.events_maxlen, 0])
+    return cp.submit_keys(DEVICE, tid, owner), [tid, owner, fields_json, 0, "", cp.events_maxlen, 0]
 
 
 def _fields_json() -> str:

@@ -36,6 +36,8 @@ log = logging.getLogger("vqpu.control")
 GROUP = "agents"
 EVENTS_MAXLEN = 100_000
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
+#: How many ids from the head of the queue one claim considers (agents racing for the head).
+CLAIM_WINDOW = 8
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Limits:
     max_circuit_bytes: int = 1_000_000
     max_ops: int = 200_000
     max_queued_per_owner: int = 0  # 0: unlimited
+    submissions_per_minute: int = 0  # per owner, across devices; 0: unlimited
     max_name_chars: int = 200
 
 
@@ -275,9 +278,10 @@ class ControlPlane:
 
     # ------------------------------------------------------------- tasks
 
-    def validate(self, *, device: str, shots: Any, seed: Any, optimization_level: Any, name: Any) -> dict[str, str]:
+    def validate(self, *, device: str, shots: Any, seed: Any, optimization_level: Any, name: Any,
+                 limits: Limits | None = None) -> dict[str, str]:
         """Check the scalar fields of a submission; returns them as task fields."""
-        lim = self.limits
+        lim = limits or self.limits
         if isinstance(shots, bool) or not isinstance(shots, int):
             raise InvalidRequest(f"shots must be a whole number, got {shots!r}", "e.g. shots=4096")
         if shots < 1:
@@ -298,11 +302,12 @@ class ControlPlane:
             fields["name"] = name
         return fields
 
-    def check_circuit(self, text: str, fmt: str | None, device_qubits: int) -> tuple[str, int]:
+    def check_circuit(self, text: str, fmt: str | None, device_qubits: int,
+                      limits: Limits | None = None) -> tuple[str, int]:
         """Parse the circuit under the size bounds; returns (format, qubit count)."""
         from . import circuits
 
-        lim = self.limits
+        lim = limits or self.limits
         if not isinstance(text, str) or not text.strip():
             raise CircuitError("the circuit is empty", "send OpenQASM 2/3 text or a QuantumCircuit")
         size = len(text.encode())
@@ -341,9 +346,15 @@ class ControlPlane:
         snapshot: str | None = None,
         idempotency_key: str | None = None,
         options: dict[str, Any] | None = None,
+        limits: Limits | None = None,
     ) -> dict[str, Any]:
-        """Validate and enqueue one task; with an idempotency key a retry returns the same task."""
-        fields = self.validate(device=device, shots=shots, seed=seed, optimization_level=optimization_level, name=name)
+        """Validate and enqueue one task; with an idempotency key a retry returns the same task.
+
+        ``limits`` replaces this control plane's own for this one submission:
+        a hub gateway passes the limits of the caller's group."""
+        lim = limits or self.limits
+        fields = self.validate(device=device, shots=shots, seed=seed, optimization_level=optimization_level,
+                               name=name, limits=lim)
         dev = self._require_device(device)
         k = self.keys(device)
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
@@ -354,15 +365,15 @@ class ControlPlane:
             existing = self.redis.get(k.idempotency(owner, idempotency_key))
             if existing:
                 return self.task(existing)
-        fmt, nq = self.check_circuit(circuit, circuit_format, int(dev.get("num_qubits") or 0))
+        fmt, nq = self.check_circuit(circuit, circuit_format, int(dev.get("num_qubits") or 0), limits=lim)
+        if lim.submissions_per_minute > 0:
+            self._check_rate(owner, lim.submissions_per_minute)
         fields.update(circuit=circuit, circuit_format=fmt, num_qubits=str(nq), options=json.dumps(options or {}))
         task_id = new_task_id(device)
-        idem_key = k.idempotency(owner, idempotency_key) if idempotency_key else k.device
         reply = self.scripts.submit(
-            keys=[k.task(task_id), k.history(task_id), k.events, k.device, k.queue, k.pending,
-                  idem_key, k.owner_index(owner), k.snapshot(snapshot) if snapshot else k.device],
+            keys=self.submit_keys(device, task_id, owner, idempotency_key, snapshot),
             args=[task_id, owner, json.dumps(fields), IDEMPOTENCY_TTL_S if idempotency_key else 0,
-                  snapshot or "", self.events_maxlen, self.limits.max_queued_per_owner],
+                  snapshot or "", self.events_maxlen, lim.max_queued_per_owner],
         )
         status = reply[0]
         if status == "error":
@@ -376,7 +387,30 @@ class ControlPlane:
             if code == "queue_limit":
                 raise LimitExceeded(f"you already have {detail} tasks queued on {device} (the limit)", "wait for some to finish")
             raise VqpuError(f"submit failed: {code} {detail}")
-        return self.task(reply[1])
+        if status == "existing":
+            return self.task(reply[1])
+        # The script says what it created: the view is built here, without reading the task back
+        # (it is the state at submission, 'queued', even if an agent has claimed it since).
+        _, _, position, now, seq, vtag, newest, offline_since = reply
+        h = {"id": task_id, "owner": owner, "state": "queued", "attempt": "0", "seq": str(seq), "vtag": str(vtag),
+             "created_at": str(now), "updated_at": str(now), "pinned_snapshot": snapshot or "", **fields}
+        return self._queued_view(h, int(position), int(now), float(newest) if newest else None, offline_since)
+
+    def submit_keys(self, device: str, task_id: str, owner: str, idempotency_key: str | None = None,
+                    snapshot: str | None = None) -> list[str]:
+        """KEYS of submit.lua, in its order (the benchmarks call the script alone with them)."""
+        k = self.keys(device)
+        return [k.task(task_id), k.history(task_id), k.events, k.device, k.queue, k.pending,
+                k.idempotency(owner, idempotency_key) if idempotency_key else k.device, k.owner_index(owner),
+                k.snapshot(snapshot) if snapshot else k.device, k.agents]
+
+    def _check_rate(self, owner: str, per_minute: int) -> None:
+        """A sliding one-minute window of submissions per owner, across devices."""
+        reply = self.scripts.rate(keys=[Keys.rate(owner)], args=[per_minute, 60_000])
+        if reply[0] == "limited":
+            wait_s = max(1, -(-int(reply[1]) // 1000))
+            raise LimitExceeded(f"you submitted {per_minute} tasks in the last minute (the limit)",
+                                f"wait {wait_s} s before submitting again")
 
     def _task_hash(self, task_id: str) -> tuple[Keys, dict[str, str]]:
         k = self.keys(device_of(task_id))
@@ -395,9 +429,15 @@ class ControlPlane:
         pipe.zrange(k.agents, -1, -1, withscores=True)
         pipe.hget(k.device, "offline_since")
         rank, (sec, usec), newest, offline_since = pipe.execute()
-        view = task_view(h, rank + 1 if rank is not None else None)
-        if not newest or newest[0][1] <= sec * 1000 + usec // 1000:
-            # Say why it is not moving rather than sit silently in 'queued'.
+        return self._queued_view(h, rank + 1 if rank is not None else None, sec * 1000 + usec // 1000,
+                                 newest[0][1] if newest else None, offline_since)
+
+    @staticmethod
+    def _queued_view(h: dict[str, str], position: int | None, now_ms: int, newest_agent_ms: float | None,
+                     offline_since: str | None) -> dict[str, Any]:
+        """A queued task's view, with a notice when no agent serves its device (why it is not moving)."""
+        view = task_view(h, position)
+        if newest_agent_ms is None or newest_agent_ms <= now_ms:
             since = _ms_to_s(offline_since) or _ms_to_s(h.get("created_at"))
             view["notice"] = f"no agent online for {view['device']} since " + time.strftime(
                 "%H:%M", time.localtime(since)
@@ -519,33 +559,46 @@ class ControlPlane:
     def claim(self, device: str, task_id: str, agent: str, lease_ms: int, entry_id: str = "",
               consume_on_skip: bool = True) -> Claim | None:
         """Claim one named task (and consume the pointer that woke us)."""
+        return self._claim_first(device, [task_id], agent, lease_ms, entry_id, consume_on_skip)
+
+    def _claim_first(self, device: str, candidates: list[str], agent: str, lease_ms: int, entry_id: str,
+                     consume_on_skip: bool) -> Claim | None:
         k = self.keys(device)
+        keys = [k.events, k.device, k.pending, k.leases, k.queue]
+        for task_id in candidates:
+            keys += [k.task(task_id), k.history(task_id)]
         reply = self.scripts.claim(
-            keys=[k.task(task_id), k.history(task_id), k.events, k.device, k.pending, k.leases, k.queue],
-            args=[task_id, agent, lease_ms, GROUP, entry_id, self.events_maxlen, int(consume_on_skip)],
+            keys=keys,
+            args=[agent, lease_ms, GROUP, entry_id, self.events_maxlen, int(consume_on_skip), *candidates],
         )
         if reply[0] != "claimed":
             return None
-        return Claim(task_id, device, int(reply[1]), reply[2], _decode_pairs(reply[3:]))
+        return Claim(reply[1], device, int(reply[2]), reply[3], _decode_pairs(reply[4:]))
 
-    def claim_next(self, device: str, agent: str, lease_ms: int, entry_id: str, tries: int = 8) -> Claim | None:
+    def claim_next(self, device: str, agent: str, lease_ms: int, entry_id: str, tries: int = 8,
+                   window: int = CLAIM_WINDOW) -> Claim | None:
         """Claim the task at the head of the queue, whichever task the pointer named.
 
-        Pointers only wake agents up; the order is the pending set's, so a task
-        returned by the reaper goes to the front again, and the queue position a
-        user sees is the real one. Losing a race for the head retries with the
-        new head; the pointer is consumed only by a successful claim, or when the
-        queue is empty (a cancelled task's leftover pointer)."""
+        Pointers only wake agents up; the order is the pending set's (fair share
+        across owners, see submit.lua), so a task returned by the reaper goes to
+        the front again, and the queue position a user sees is the real one. The
+        script gets the first ``window`` ids and takes the first still queued, so
+        agents racing for the head do not all retry for one task; losing every
+        candidate retries with the new head. The pointer is consumed only by a
+        successful claim, or when the queue is empty (a cancelled task's
+        leftover pointer)."""
         k = self.keys(device)
         for _ in range(tries):
-            head = self.redis.zrange(k.pending, 0, 0)
+            head = self.redis.zrange(k.pending, 0, window - 1)
             if not head:
+                if not entry_id:
+                    return None
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.xack(k.queue, GROUP, entry_id)
                 pipe.xdel(k.queue, entry_id)
                 pipe.execute()
                 return None
-            claim = self.claim(device, head[0], agent, lease_ms, entry_id, consume_on_skip=False)
+            claim = self._claim_first(device, head, agent, lease_ms, entry_id, consume_on_skip=False)
             if claim is not None:
                 return claim
         return None  # heavy contention: the pointer stays pending and is redelivered later

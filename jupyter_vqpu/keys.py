@@ -80,6 +80,12 @@ class Keys:
     def owner_index(self, owner: str) -> str:
         return f"{self.base}:owner:{owner}"
 
+    @staticmethod
+    def rate(owner: str) -> str:
+        """An owner's submission-rate window: per user, not per device, so under its own tag."""
+        digest = hashlib.sha256(owner.encode()).hexdigest()[:32]
+        return f"vqpu:rate:{{{digest}}}"
+
     def idempotency(self, owner: str, key: str) -> str:
         # Hashed so that neither owner nor key can smuggle a separator.
         digest = hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()[:32]

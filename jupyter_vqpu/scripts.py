@@ -12,7 +12,7 @@ from importlib import resources
 
 from redis.commands.core import Script
 
-NAMES = ("submit", "claim", "progress", "finish", "cancel", "recover", "publish", "presence")
+NAMES = ("submit", "claim", "progress", "finish", "cancel", "recover", "publish", "presence", "rate")
 
 
 @cache

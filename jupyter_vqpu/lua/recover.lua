@@ -8,7 +8,7 @@
 -- returns {'requeued', attempt} | {'failed', attempt} | {'alive', ms left} | {'gone', state}
 local task_id = ARGV[1]
 local lease = redis.call('ZSCORE', KEYS[4], task_id)
-local t = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'agent', 'owner', 'seq')
+local t = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'agent', 'owner', 'score')
 if not t[1] or not ACTIVE[t[1]] then
   redis.call('ZREM', KEYS[4], task_id)
   return {'gone', t[1] or 'missing'}
@@ -30,7 +30,8 @@ if attempt >= tonumber(ARGV[2]) then
   return {'failed', attempt}
 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'agent', '', 'updated_at', now)
-redis.call('ZADD', KEYS[5], tonumber(t[5]), task_id)
+-- Its old score puts it back at the front: it has waited its turn already.
+redis.call('ZADD', KEYS[5], tonumber(t[5]) or 0, task_id)
 redis.call('XADD', KEYS[6], '*', 'task', task_id)
 redis.call('HINCRBY', KEYS[7], 'queued:' .. t[4], 1)
 emit(KEYS[2], KEYS[3], ARGV[4], task_id, t[4], 'queued',
