@@ -23,24 +23,22 @@ CASES = {
                                "simulate_p50_ms", "phases_p50_ms", "per_circuit"}),
     "throughput": (["--smoke"], {"submit_per_s", "submit_script_per_s", "claim_per_s", "claim_p99_ms", "rows"}),
     "scaling": (["--smoke"], {"overhead_flat_ratio", "simulate_max_s", "service_flat_ratio", "rows"}),
-    "noise_model": (["--quick"], {"noise_speedup_min", "tvd_max", "identical_counts", "rows"}),
+    "noise_model": (["--quick"], {"noise_speedup_min", "tvd_max", "tvd_floor_max", "identical_counts",
+                                  "within_sampling_noise", "rows"}),
 }
 
 
 def run_benchmark(name: str, extra: list[str], tmp_path: Path, timeout: float = 120) -> dict:
     args = [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), *extra, "--json"]
-    plot = None
-    if name != "noise_model":  # noise_model.py prints a table only
-        plot = tmp_path / f"{name}.png"
-        args += ["--plot", str(plot)]
+    plot = tmp_path / f"{name}.png"
+    args += ["--plot", str(plot)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("VQPU_")}
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert lines, f"{name} printed nothing"
     summary = json.loads(lines[-1])
-    if plot is not None:
-        assert plot.is_file() and plot.stat().st_size > 1000, f"{name} wrote no plot"
+    assert plot.is_file() and plot.stat().st_size > 1000, f"{name} wrote no plot"
     return summary
 
 

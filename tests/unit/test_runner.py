@@ -242,3 +242,30 @@ def test_a_circuit_without_measurements_is_refused_readably(tmp_path, ideal):
     text = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nh q[0];\n'
     result = runner.run_bundle(stage(tmp_path / "b", ideal, text))
     assert result["reason"] == "invalid_circuit" and "measures nothing" in result["error"]
+
+
+@pytest.mark.parametrize("method, noisy, active, shots, expected", [
+    ("automatic", True, 3, 4096, "density_matrix"),   # 8 amplitudes, 4,096 trajectories: one matrix is cheaper
+    ("automatic", True, 10, 1024, "density_matrix"),
+    ("automatic", True, 10, 256, "automatic"),        # few shots: trajectories are cheaper
+    ("automatic", True, 11, 100_000, "automatic"),    # too wide for a 4^n matrix
+    ("automatic", False, 3, 4096, "automatic"),       # ideal: no noise, Aer samples the statevector once
+    ("statevector", True, 3, 4096, "statevector"),    # the user's choice stands
+])
+def test_choose_method(method, noisy, active, shots, expected):
+    assert runner.choose_method(method, noisy, active, shots) == expected
+
+
+def test_a_small_noisy_circuit_runs_as_a_density_matrix_and_stays_faithful(tmp_path, fez, reference_sim):
+    from qiskit import transpile
+
+    result = runner.run_bundle(stage(tmp_path / "dm", fez, shots=4096, seed=3))
+    assert result["ok"] and result["simulator"]["method"] == "density_matrix"
+    # the same layout under the reference model, another seed: within sampling noise of each other
+    from jupyter_vqpu.circuits import parse_circuit
+
+    qc = parse_circuit(GHZ3, "qasm3")
+    tqc = transpile(qc, target=S.build_target(fez.doc, fez.sid), initial_layout=result["layout"],
+                    optimization_level=1, seed_transpiler=3)
+    ref = reference_sim.run(tqc, shots=4096, seed_simulator=10**6).result().get_counts()
+    assert tvd(result["counts"], ref) < 0.05
