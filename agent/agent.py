@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from jupyter_vqpu.control import Claim, ControlPlane
+from jupyter_vqpu.logs import task_fields
 
 from . import bundle
 from .executors.base import Executor, Job
@@ -135,13 +136,14 @@ class Agent:
                 with self._lock:
                     self.held[claim.task_id] = Held(claim, job)
                 if self.executor.reattach(job):
-                    log.info("re-attached to %s attempt %d", claim.task_id, claim.token)
+                    log.info("re-attached to %s attempt %d", claim.task_id, claim.token,
+                             extra=task_fields(claim.task_id, claim.token))
                     continue
                 self._release(claim.task_id)
                 self.cp.recover(d, max_attempts=self.cfg.max_attempts, by=self.cfg.agent_id,
                                 task_ids=[claim.task_id], force=True)
                 log.warning("%s attempt %d was lost with the previous agent process; requeued",
-                            claim.task_id, claim.token)
+                            claim.task_id, claim.token, extra=task_fields(claim.task_id, claim.token))
 
     def stop(self) -> None:
         """Stop claiming; run() drains held work and returns."""
@@ -197,10 +199,11 @@ class Agent:
             )
             bundle.stage(attempt_dir, spec, self._snapshot(device, claim.snapshot_id), f.get("circuit", ""))
         except Exception as exc:
-            log.exception("staging %s failed", task_id)
+            log.exception("staging %s failed", task_id, extra=task_fields(task_id, claim.token))
             self.failed(job, "staging_error", f"could not stage the job bundle: {exc}")
             return
-        log.info("claimed %s attempt %d snapshot %s", task_id, claim.token, claim.snapshot_id[:12])
+        log.info("claimed %s attempt %d snapshot %s", task_id, claim.token, claim.snapshot_id[:12],
+                 extra={**task_fields(task_id, claim.token), "snapshot_id": claim.snapshot_id})
         self.executor.submit(job)
 
     def _snapshot(self, device: str, sid: str) -> bytes:
@@ -224,7 +227,8 @@ class Agent:
             return
         if verdict == "fenced":
             self.stats["fenced"] += 1
-            log.warning("%s attempt %d was fenced: another attempt owns it now", job.task_id, job.attempt)
+            log.warning("%s attempt %d was fenced: another attempt owns it now", job.task_id, job.attempt,
+                        extra=task_fields(job.task_id, job.attempt))
         if verdict in ("cancelled", "fenced") and not final:
             self.executor.cancel(job)
         self._release(job.task_id)
@@ -256,6 +260,7 @@ class Agent:
                              result=result)
         if verdict == "ok":
             self.stats["completed"] += 1
+            log.info("completed %s attempt %d", job.task_id, job.attempt, extra=task_fields(job.task_id, job.attempt))
         if verdict is not None:
             self._verdict(job, verdict, final=True)
 
@@ -266,6 +271,8 @@ class Agent:
                              reason=reason, error=message)
         if verdict == "ok":
             self.stats["failed"] += 1
+            log.warning("failed %s attempt %d (%s): %s", job.task_id, job.attempt, reason, message,
+                        extra={**task_fields(job.task_id, job.attempt), "reason": reason})
         if verdict is not None:
             self._verdict(job, verdict, final=True)
 
@@ -274,7 +281,8 @@ class Agent:
         h = self._holder(job)
         if h is None:
             return
-        log.warning("%s attempt %d lost: %s; handing it back", job.task_id, job.attempt, message)
+        log.warning("%s attempt %d lost: %s; handing it back", job.task_id, job.attempt, message,
+                    extra=task_fields(job.task_id, job.attempt))
         self._call(self.cp.recover, h.claim.device, max_attempts=self.cfg.max_attempts, by=self.cfg.agent_id,
                    task_ids=[job.task_id], force=True)
         self._release(job.task_id)
@@ -291,7 +299,8 @@ class Agent:
                 return fn(*args, **kwargs)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() + delay > deadline:
-                    log.error("giving up on %s: control plane unreachable (%s)", args[0], exc)
+                    log.error("giving up on %s: control plane unreachable (%s)", args[0], exc,
+                              extra=task_fields(kwargs["task_ids"][0] if "task_ids" in kwargs else args[0]))
                     return None
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
@@ -317,7 +326,8 @@ class Agent:
                                                                   by=self.cfg.agent_id):
                             if what in ("requeued", "failed"):
                                 self.stats["recovered"] += 1
-                                log.warning("reaper: %s %s after attempt %s", tid, what, attempt)
+                                log.warning("reaper: %s %s after attempt %s", tid, what, attempt,
+                                            extra=task_fields(tid, attempt))
             except redis.RedisError as exc:
                 log.warning("keep-alive: %s", exc)
             except Exception:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import signal
 import sys
 import time
@@ -253,7 +252,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from agent.agent import Agent, AgentConfig
     from agent.executors import make_executor
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from . import logs
+
+    logs.configure(args.log_format)
     cp = _cp(args)
     devices = cp.device_names() if args.devices in ("all", "") else [d.strip() for d in args.devices.split(",")]
     if not devices:
@@ -273,6 +274,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     signal.signal(signal.SIGINT, lambda *_: agent.stop())
     agent.run()
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from .metrics import VqpuCollector, render
+
+    devices = None if args.devices in ("all", "") else [d.strip() for d in args.devices.split(",") if d.strip()]
+    body, _ = render(VqpuCollector(_cp(args).redis, devices=devices))
+    sys.stdout.write(body.decode())
     return 0
 
 
@@ -375,7 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--partition", help="slurm: partition (overrides the config file)")
     s.add_argument("--cold", action="store_true", help="local: a fresh runner process per task (no warm worker)")
     s.add_argument("--embedded", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument("--log-format", choices=["human", "json"], default="human",
+                   help="json: one object per line, with task_id/device/attempt fields (for a log pipeline)")
     s.set_defaults(fn=cmd_agent)
+
+    s = sub.add_parser("metrics", parents=[common],
+                       help="print the Prometheus metrics (what {base_url}vqpu/metrics serves), read from Redis")
+    s.add_argument("--devices", default="all", help="comma-separated device names, or all")
+    s.set_defaults(fn=cmd_metrics)
     return p
 
 

@@ -2,6 +2,12 @@
 
 One rule everywhere (CLI, agent, Client, server extension): an explicit URL,
 else ``VQPU_REDIS_URL``, else the embedded default (started when needed).
+
+TLS is a ``rediss://`` URL; its options are redis-py's, as query parameters,
+passed through untouched: ``ssl_ca_certs`` (the CA that signed the server's
+certificate), ``ssl_certfile`` / ``ssl_keyfile`` (a client certificate, when
+the server requires one), ``ssl_cert_reqs``, ``ssl_check_hostname``. E.g.
+``rediss://vqpu-agent:PASS@redis.example.org:6380/0?ssl_ca_certs=/etc/vqpu/ca.pem``.
 """
 
 from __future__ import annotations
@@ -63,7 +69,18 @@ def connect(url: str | None = None, *, start_embedded: bool = True, check: bool 
             ) from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise ControlPlaneUnavailable(
-                f"cannot reach the control plane at {redact(resolved)} ({exc})",
-                f"start it with `vqpu up`, or set {ENV_URL} / --redis-url to a running Redis",
+                f"cannot reach the control plane at {redact(resolved)} ({exc})", _unreachable_hint(resolved, exc)
             ) from None
     return client
+
+
+def _unreachable_hint(url: str, exc: BaseException) -> str:
+    """What to do about a failed connection; TLS mistakes get their own advice."""
+    text = str(exc).lower()
+    tls = urlsplit(url).scheme == "rediss"
+    if tls and ("certificate" in text or "ssl" in text or "tls" in text):
+        return ("the TLS handshake failed: give the CA that signed the server's certificate as ?ssl_ca_certs=FILE "
+                "(and ?ssl_certfile=/ssl_keyfile= if the server requires a client certificate)")
+    if not tls and ("reset by peer" in text or "closed by server" in text or "connection closed" in text):
+        return "the server closed the connection at once: if it only speaks TLS, use a rediss:// URL"
+    return f"start it with `vqpu up`, or set {ENV_URL} / --redis-url to a running Redis"

@@ -30,6 +30,7 @@ from .errors import (
 from .keys import SNAPSHOT_ID_RE, Keys, check_device_name, device_of, new_task_id
 from .lifecycle import TaskState, follow
 from .scripts import Scripts
+from .stats import DeviceStats, parse_stats
 
 log = logging.getLogger("vqpu.control")
 
@@ -485,7 +486,7 @@ class ControlPlane:
         """Cancel a task in any non-final state. Cancelling a final task changes nothing."""
         k = self.keys(device_of(task_id))
         reply = self.scripts.cancel(
-            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.device],
+            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.device, k.stats],
             args=[task_id, by, self.events_maxlen],
         )
         if reply[0] == "missing":
@@ -634,7 +635,7 @@ class ControlPlane:
                 "simulator": (result.get("simulator") or {}).get("device"),
             }
         reply = self.scripts.finish(
-            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.result(task_id)],
+            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.result(task_id), k.stats],
             args=[task_id, agent, token, outcome, json.dumps(result) if result is not None else "",
                   reason, error[:1000], json.dumps(summary), self.events_maxlen],
         )
@@ -664,7 +665,7 @@ class ControlPlane:
         out = []
         for task_id in list(task_ids) if task_ids is not None else self.expired(device):
             reply = self.scripts.recover(
-                keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.queue, k.device],
+                keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.queue, k.device, k.stats],
                 args=[task_id, max_attempts, by, self.events_maxlen, "1" if force else "0"],
             )
             out.append((task_id, reply[0], int(reply[1]) if isinstance(reply[1], int) else 0))
@@ -673,3 +674,7 @@ class ControlPlane:
     def presence(self, device: str, agent: str, ttl_ms: int) -> int:
         k = self.keys(device)
         return int(self.scripts.presence(keys=[k.agents, k.events, k.device], args=[agent, ttl_ms, self.events_maxlen]))
+
+    def stats(self, device: str) -> DeviceStats:
+        """The device's cumulative task counters and phase latency histograms (see jupyter_vqpu/stats.py)."""
+        return parse_stats(self.redis.hgetall(self.keys(check_device_name(device)).stats))

@@ -64,6 +64,9 @@ class Keys:
         self.events = f"{base}:events"
         self.snapshots = f"{base}:snapshots"
         self.agents = f"{base}:agents"
+        # Cumulative counters and latency histograms, written by the end-of-task scripts
+        # and read by jupyter_vqpu/metrics.py: in Redis, so every service replica reports the same.
+        self.stats = f"{base}:stats"
 
     def task(self, task_id: str) -> str:
         return f"{self.base}:task:{task_id}"

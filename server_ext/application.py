@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Int, List, Unicode
+from traitlets import Callable, Int, List, Unicode, default
 
 from jupyter_vqpu.control import Limits
 
@@ -17,6 +17,7 @@ from .handlers import (
     TaskHandler,
     TasksHandler,
 )
+from .metrics import MetricsHandler
 from .service import VqpuService
 
 _DEFAULTS = Limits()
@@ -56,6 +57,22 @@ class VqpuApp(ExtensionApp):
     worker_threads = Int(
         8, config=True, help="Threads for blocking Redis calls, so that they never run on the server's event loop."
     )
+    metrics_token = Unicode(
+        "",
+        config=True,
+        help="Bearer token that lets Prometheus scrape {base_url}vqpu/metrics without a user login "
+        "(default: $VQPU_METRICS_TOKEN; empty: only signed-in administrators may read the metrics).",
+    )
+    metrics_group_of = Callable(
+        None,
+        allow_none=True,
+        config=True,
+        help="owner -> group name for the vqpu_queue_depth_by_group metric (default: one group, 'all').",
+    )
+
+    @default("metrics_token")
+    def _metrics_token_from_env(self) -> str:
+        return os.environ.get("VQPU_METRICS_TOKEN", "")
 
     def initialize_settings(self) -> None:
         """Build the one VqpuService every handler shares."""
@@ -73,7 +90,8 @@ class VqpuApp(ExtensionApp):
             events_block_ms=self.events_block_ms,
         )
         self.service.warm_up()
-        self.settings.update(vqpu_service=self.service, vqpu_devices_interval=self.devices_interval)
+        self.settings.update(vqpu_service=self.service, vqpu_devices_interval=self.devices_interval,
+                             vqpu_metrics_token=self.metrics_token, vqpu_metrics_group_of=self.metrics_group_of)
         self._hand_api_to_kernels()
 
     def _hand_api_to_kernels(self) -> None:
@@ -102,6 +120,7 @@ class VqpuApp(ExtensionApp):
                 (rf"/{api}/tasks/{_TASK_ID}", TaskHandler),
                 (rf"/{api}/events", EventsSocketHandler),
                 (rf"/{api}/events/poll", EventsPollHandler),
+                (r"/vqpu/metrics", MetricsHandler),
             ]
         )
 

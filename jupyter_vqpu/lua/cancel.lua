@@ -1,7 +1,7 @@
 -- cancel: any non-final state -> cancelled. A held task loses its lease at once;
 -- its agent learns of it on its next heartbeat (or from the event) and stops the job.
 -- KEYS[1] task hash   KEYS[2] task history   KEYS[3] device events
--- KEYS[4] leases zset KEYS[5] pending zset   KEYS[6] device hash
+-- KEYS[4] leases zset KEYS[5] pending zset   KEYS[6] device hash     KEYS[7] device stats hash
 -- ARGV[1] task id     ARGV[2] cancelled by   ARGV[3] events maxlen
 -- returns {'cancelled', previous state, agent, job id} | {'final', state} | {'missing'}
 local task_id = ARGV[1]
@@ -17,6 +17,7 @@ redis.call('ZREM', KEYS[4], task_id)
 if state == 'queued' and redis.call('ZREM', KEYS[5], task_id) == 1 then
   redis.call('HINCRBY', KEYS[6], 'queued:' .. t[4], -1)
 end
+if KEYS[7] then record_end(KEYS[7], KEYS[1], 'cancelled', '', now, false) end
 emit(KEYS[2], KEYS[3], ARGV[3], task_id, t[4], 'cancelled',
      {state = 'cancelled', previous = state, by = ARGV[2], agent = t[2], job_id = t[3]})
 return {'cancelled', state, t[2] or '', t[3] or ''}

@@ -1,7 +1,7 @@
 -- finish: the fenced end of an attempt: 'completed' with its result, or 'failed'
 -- with a reason. Accepted only from the agent holding the current token, once.
 -- KEYS[1] task hash   KEYS[2] task history   KEYS[3] device events
--- KEYS[4] leases zset KEYS[5] result key
+-- KEYS[4] leases zset KEYS[5] result key    KEYS[6] device stats hash
 -- ARGV[1] task id     ARGV[2] agent id       ARGV[3] token (attempt)
 -- ARGV[4] outcome ('completed' | 'failed')   ARGV[5] result JSON ('' on failure)
 -- ARGV[6] reason code ARGV[7] error line     ARGV[8] summary (JSON object for the event)
@@ -31,6 +31,7 @@ else
 end
 redis.call('HDEL', KEYS[1], 'lease_until')
 redis.call('ZREM', KEYS[4], task_id)
+if KEYS[6] then record_end(KEYS[6], KEYS[1], outcome, ARGV[6], now, true) end
 summary.state = outcome
 summary.agent = agent
 summary.token = tonumber(token)
