@@ -116,6 +116,13 @@ class Agent:
                 log.warning("control plane unreachable (%s); retrying in %.1f s", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+            except (redis.exceptions.NoScriptError, redis.exceptions.NoPermissionError) as exc:
+                # A restarted or flushed Redis forgot the scripts, and a least-privilege agent may not load
+                # them: the gateway (or `vqpu device seed`) does. Wait for it rather than fail.
+                log.warning("control-plane scripts are not loaded in Redis (%s); waiting for the gateway "
+                            "or `vqpu device seed` to load them; retrying in %.1f s", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
             except Exception:
                 log.exception("agent main loop error")
                 self._stop.wait(1.0)

@@ -35,5 +35,20 @@ class Scripts:
             script = getattr(self, name)
             script.registered_client.script_load(script.script)
 
+    def ensure_loaded(self) -> int:
+        """Load whichever scripts Redis lacks (one SCRIPT EXISTS round trip when none is missing).
+
+        A Redis restarted without persistence of its script cache, or a SCRIPT
+        FLUSH, leaves agents (EVALSHA only) unable to run anything: the trusted
+        services call this periodically so that they recover by themselves.
+        Returns how many scripts were loaded."""
+        scripts = [getattr(self, name) for name in NAMES]
+        client = scripts[0].registered_client
+        present = client.script_exists(*(s.sha for s in scripts))
+        missing = [s for s, ok in zip(scripts, present) if not ok]
+        for script in missing:
+            client.script_load(script.script)
+        return len(missing)
+
     def __getattr__(self, name: str) -> Script:  # for type checkers; real ones set above
         raise AttributeError(name)

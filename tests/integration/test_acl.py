@@ -10,7 +10,7 @@ from jupyter_vqpu.client import Client
 from jupyter_vqpu.connection import connect
 from jupyter_vqpu.control import ControlPlane
 from tests.conftest import GHZ3
-from tests.integration.test_agent import EchoExecutor, Running
+from tests.integration.test_agent import EchoExecutor, Running, wait_for
 
 pytestmark = [pytest.mark.hub, pytest.mark.redis]
 
@@ -67,6 +67,24 @@ def test_a_script_flush_leaves_the_agent_waiting_for_a_trusted_reload(seeded, ag
         agent_cp.presence("ideal", "a1", 1000)
     seeded.scripts.load_all()  # the gateway (or `vqpu device seed`) reloads them
     assert agent_cp.presence("ideal", "a1", 1000) == 1
+
+
+def test_a_serving_agent_rides_out_a_script_flush_once_a_trusted_client_reloads(seeded, agent_url, tmp_path,
+                                                                                  caplog):
+    running = Running(agent_url, EchoExecutor(), tmp_path, devices=("ideal",))
+    client = Client(control=seeded)
+    try:
+        assert client.submit(GHZ3, device="ideal", shots=10).result(timeout=60)["state"] == "completed"
+        seeded.redis.script_flush()
+        with caplog.at_level("WARNING", logger="vqpu.agent"):
+            task = client.submit(GHZ3, device="ideal", shots=10)  # the trusted client reloads 'submit' only
+            wait_for(lambda: "control-plane scripts are not loaded" in caplog.text, 30, "the agent to notice")
+            assert task.status()["state"] == "queued"
+            assert seeded.scripts.ensure_loaded() >= 1  # what the gateway's periodic check does
+            assert seeded.scripts.ensure_loaded() == 0
+            assert task.result(timeout=60)["state"] == "completed"
+    finally:
+        running.stop()
 
 
 def test_the_acl_file_disables_the_default_user_and_stores_no_password():
