@@ -34,6 +34,8 @@ class TaskState(str, Enum):
 FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
 HELD_STATES = frozenset({TaskState.CLAIMED, TaskState.SCHEDULED, TaskState.RUNNING})
 ORDER = [s.value for s in TaskState]
+#: How often a follower re-reads a queued task whose own events are silent (its position moves).
+QUEUED_REFRESH_S = 3.0
 
 
 def follow(task_id: str, status: Callable[[], dict[str, Any]], wait_for_change: Callable[[float], bool],
@@ -53,7 +55,11 @@ def follow(task_id: str, status: Callable[[], dict[str, Any]], wait_for_change: 
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise ResultTimeout(f"task {task_id} is still {view.get('state')} after {timeout:g} s", hint)
-        if wait_for_change(20.0 if remaining is None else min(20.0, remaining)):
+        # A queued task's position moves with other users' claims and submissions (fair share),
+        # which are not its own events: look again every few seconds while it waits.
+        queued = view.get("state") == TaskState.QUEUED.value
+        wait = QUEUED_REFRESH_S if queued else 20.0
+        if wait_for_change(wait if remaining is None else min(wait, remaining)) or queued:
             new = status()
             if new != view:
                 view = new

@@ -150,3 +150,16 @@ def test_submissions_per_minute_are_limited_per_user_across_devices(seeded):
     assert "wait" in info.value.hint and " s " in info.value.hint
     assert len(cp.tasks("s")) == 3  # the rejected one left nothing behind
     cp.submit(owner="other", device="fez", circuit=BELL_QASM2, shots=10, limits=lim)  # per user
+
+
+def test_a_watcher_sees_its_queue_position_move_with_other_users_claims(seeded):
+    cp = seeded
+    submit(cp, "a")
+    submit(cp, "b")
+    mine = submit(cp, "c")[0]["task_id"]
+    watch = cp.watch(mine, timeout=60)
+    assert next(watch)["queue_position"] == 3
+    claim_all(cp, 1)  # a's task: an event about a, none about c
+    assert next(watch)["queue_position"] == 2
+    claim_all(cp, 1)
+    assert next(watch)["queue_position"] == 1
