@@ -2,13 +2,19 @@
 
 Every subcommand that needs the control plane finds it the same way:
 ``--redis-url``, else ``VQPU_REDIS_URL``, else the embedded default (started
-when needed). Errors are one line plus what to do, with a non-zero exit.
+when needed). A student's terminal on a JupyterHub has no Redis credentials:
+there the user's commands (run, wait, tasks, status, cancel, devices, and
+device drain/resume/update for vQPU admins) speak the hub gateway's HTTP API
+with the user's own hub token, found from ``--api-url`` or from the
+``VQPU_API_URL`` and ``JUPYTERHUB_API_TOKEN`` the hub gives every server.
+Errors are one line plus what to do, with a non-zero exit.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -28,7 +34,23 @@ def _cp(args: argparse.Namespace):
     return ControlPlane(connect(args.redis_url))
 
 
+def _api(args: argparse.Namespace):
+    """The HTTP API client when this command should use one (see the module doc), else None."""
+    if getattr(args, "redis_url", None) or os.environ.get("VQPU_REDIS_URL"):
+        return None
+    from .http import ENV_API_URL, ApiClient
+
+    if getattr(args, "api_url", None):
+        return ApiClient(args.api_url, os.environ.get("VQPU_API_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+    if os.environ.get("JUPYTERHUB_API_TOKEN") and os.environ.get(ENV_API_URL):
+        return ApiClient()
+    return None
+
+
 def _client(args: argparse.Namespace):
+    api = _api(args)
+    if api is not None:
+        return api
     from .client import Client
 
     return Client(control=_cp(args))
@@ -137,7 +159,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    devices = _cp(args).devices()
+    devices = _client(args).devices()
     if args.json:
         _print_json(devices)
         return 0
@@ -164,13 +186,19 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    cp = _cp(args)
-    view = cp.task(args.task_id)
-    view["history"] = cp.history(args.task_id)
+    api = _api(args)
+    if api is not None:  # the API's task view already holds the history and, once completed, the result
+        view = api.transport.status(args.task_id)
+        result = view
+    else:
+        cp = _cp(args)
+        view = cp.task(args.task_id)
+        view["history"] = cp.history(args.task_id)
+        result = cp.result(args.task_id) if view["state"] == "completed" else None
     if args.json:
         _print_json(view)
         return 0
-    _show_record({**view, **({} if view["state"] != "completed" else _only_counts(cp.result(args.task_id)))})
+    _show_record({**view, **({} if view["state"] != "completed" else _only_counts(result))})
     print("history:")
     for e in view["history"]:
         who = f" agent={e['agent']}" if e.get("agent") else ""
@@ -215,7 +243,30 @@ def cmd_recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_over_api(api, args: argparse.Namespace) -> int:
+    """drain / resume / update as a vQPU admin on a hub (custom:vqpu:admin)."""
+    from .snapshot import read_calibration_files
+
+    name = args.name
+    if args.device_cmd == "update":
+        conf, props = read_calibration_files(args.calibration)
+        reply = api.transport.request("POST", f"devices/{name}/snapshots",
+                                      {"properties": props, "configuration": conf})
+        print(f"published snapshot {reply['snapshot_id'][:12]} (version {reply['version']}) for {name}; "
+              "earlier snapshots stay readable")
+    elif args.device_cmd in ("drain", "resume"):
+        api.transport.request("POST", f"devices/{name}/{args.device_cmd}", {})
+        print(f"{name}: {'draining (no new tasks)' if args.device_cmd == 'drain' else 'taking tasks'}")
+    else:
+        raise VqpuError(f"`vqpu device {args.device_cmd}` needs the control plane's Redis",
+                        "run it where Redis is reachable (--redis-url), e.g. on the hub's host")
+    return 0
+
+
 def cmd_device(args: argparse.Namespace) -> int:
+    api = _api(args)
+    if api is not None:
+        return _device_over_api(api, args)
     cp = _cp(args)
     if args.device_cmd == "update":
         sid, version = cp.update_calibration(args.name, args.calibration)
@@ -277,6 +328,17 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from server_ext.gateway import main as gateway_main
+
+    argv = list(args.gateway_args)
+    if args.config:
+        argv += ["--config", args.config]
+    if args.redis_url:
+        argv += ["--redis-url", args.redis_url]
+    return gateway_main(argv, log_format=args.log_format)
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     from .metrics import VqpuCollector, render
 
@@ -292,6 +354,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--redis-url", help="control plane Redis URL (default: $VQPU_REDIS_URL, else the embedded default)")
+    common.add_argument("--api-url", help="a vQPU HTTP API to use instead of Redis, e.g. a hub's "
+                        "http://HUB/services/vqpu/api/ (token: $VQPU_API_TOKEN or $JUPYTERHUB_API_TOKEN; "
+                        "default on a hub: $VQPU_API_URL)")
 
     p = argparse.ArgumentParser(prog="vqpu", description="A device-faithful virtual QPU on a batch cluster.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -389,6 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="json: one object per line, with task_id/device/attempt fields (for a log pipeline)")
     s.set_defaults(fn=cmd_agent)
 
+    s = sub.add_parser("gateway", help="serve the vQPU API for a whole JupyterHub (run as a hub-managed service)")
+    s.add_argument("--redis-url", help="control plane Redis URL (default: $VQPU_REDIS_URL)")
+    s.add_argument("--config", help="a Python config file setting c.VqpuGateway.* (quotas per group, devices, ...)")
+    s.add_argument("--log-format", choices=("human", "json"), default="human",
+                   help="json: one JSON object per line, with the caller and task ids as fields")
+    s.add_argument("gateway_args", nargs=argparse.REMAINDER, help="more --VqpuGateway.<trait>=<value> settings")
+    s.set_defaults(fn=cmd_gateway)
+
     s = sub.add_parser("metrics", parents=[common],
                        help="print the Prometheus metrics (what {base_url}vqpu/metrics serves), read from Redis")
     s.add_argument("--devices", default="all", help="comma-separated device names, or all")
@@ -398,7 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # only the gateway takes more (traitlets) settings: --VqpuGateway.<trait>=<value>
+        if getattr(args, "fn", None) is not cmd_gateway:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.gateway_args = [*args.gateway_args, *extra]
     try:
         return args.fn(args)
     except VqpuError as exc:

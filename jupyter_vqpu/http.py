@@ -135,8 +135,19 @@ class ApiClient:
     def task(self, task_id: str) -> Task:
         return Task(self.transport, self.transport.status(task_id))
 
-    def list(self) -> list[dict[str, Any]]:
-        return self.transport.request("GET", "tasks")
+    def list(self, limit: int = 50, *, owner: str | None = None, group: str | None = None) -> list[dict[str, Any]]:
+        """Your tasks, newest first; an instructor may name another ``owner`` or a course ``group``."""
+        query = urllib.parse.urlencode({k: v for k, v in (("owner", owner), ("group", group)) if v})
+        return self.transport.request("GET", "tasks" + (f"?{query}" if query else ""))[:limit]
+
+    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        return self.transport.wait(task_id, timeout)
+
+    def fetch_result(self, task_id: str) -> dict[str, Any] | None:
+        return self.transport.fetch_result(task_id)
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        return self.transport.cancel(task_id)
 
     def devices(self) -> list[dict[str, Any]]:
         return self.transport.request("GET", "devices")

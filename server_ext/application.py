@@ -5,28 +5,41 @@ from __future__ import annotations
 import os
 
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
 from traitlets import Callable, Int, List, Unicode, default
 
 from jupyter_vqpu.control import Limits
 
-from .handlers import (
-    DevicesHandler,
-    EventsPollHandler,
-    EventsSocketHandler,
-    SnapshotHandler,
-    TaskHandler,
-    TasksHandler,
-)
+from .handlers import ServerApiBase, ServerSocketBase, api_handlers
 from .metrics import MetricsHandler
 from .service import VqpuService
 
 _DEFAULTS = Limits()
-_TASK_ID = r"(?P<task_id>[^/]+)"
-_DEVICE = r"(?P<device>[^/]+)"
+
+
+def hub_api_url() -> str:
+    """The hub gateway's API URL when this server runs under a JupyterHub that names one.
+
+    The hub sets ``VQPU_API_URL`` in the spawner's environment (see
+    ``jupyter_vqpu.hub_config``); it counts only beside ``JUPYTERHUB_API_TOKEN``,
+    i.e. in a hub-spawned server, because a plain server writes ``VQPU_API_URL``
+    into its own environment for its kernels."""
+    from jupyter_vqpu.http import ENV_API_URL
+
+    if os.environ.get("JUPYTERHUB_API_TOKEN") and os.environ.get(ENV_API_URL):
+        return os.environ[ENV_API_URL]
+    return ""
 
 
 class VqpuApp(ExtensionApp):
-    """Serves the vQPU API at ``{base_url}vqpu/api/`` to authenticated Jupyter users."""
+    """Serves the vQPU API at ``{base_url}vqpu/api/`` to authenticated Jupyter users.
+
+    Two modes. Alone (a laptop, a workstation) this server IS the control
+    plane's front: it holds the Redis URL. Under a JupyterHub with a vqpu
+    gateway (``upstream_url`` set), it holds no Redis credentials at all and
+    forwards ``vqpu/api`` to the gateway with the server's own hub token, so
+    the lab panel keeps calling ``{base_url}vqpu/api`` and kernels call the
+    gateway directly with ``$JUPYTERHUB_API_TOKEN``."""
 
     name = "vqpu"
     load_other_extensions = True
@@ -36,6 +49,26 @@ class VqpuApp(ExtensionApp):
         config=True,
         help="Redis URL of the control plane. Empty: $VQPU_REDIS_URL, else the embedded default.",
     )
+    upstream_url = Unicode(
+        "",
+        config=True,
+        help="The hub gateway's API URL (e.g. http://127.0.0.1:10101/services/vqpu/api/). When set, this server "
+        "opens no Redis connection and forwards vqpu/api there. Default: $VQPU_API_URL in a hub-spawned server.",
+    )
+    upstream_token = Unicode(
+        "",
+        config=True,
+        help="Token for the gateway (default: $JUPYTERHUB_API_TOKEN, the server's own hub token).",
+    )
+
+    @default("upstream_url")
+    def _upstream_from_env(self) -> str:
+        return hub_api_url()
+
+    @default("upstream_token")
+    def _upstream_token_from_env(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
     devices = List(
         Unicode(),
         default_value=[],
@@ -75,7 +108,14 @@ class VqpuApp(ExtensionApp):
         return os.environ.get("VQPU_METRICS_TOKEN", "")
 
     def initialize_settings(self) -> None:
-        """Build the one VqpuService every handler shares."""
+        """Build the one VqpuService every handler shares (or, under a hub gateway, none)."""
+        api_base = url_path_join(self.serverapp.base_url, "vqpu/api")
+        if self.upstream_url:
+            self.service = None
+            self.settings.update(vqpu_upstream=(self.upstream_url.rstrip("/") + "/", self.upstream_token),
+                                 vqpu_api_base=api_base)
+            self.log.info("vqpu: forwarding vqpu/api to the hub gateway at %s (no Redis here)", self.upstream_url)
+            return
         limits = Limits(
             max_shots=self.max_shots,
             max_qubits=self.max_qubits,
@@ -91,6 +131,7 @@ class VqpuApp(ExtensionApp):
         )
         self.service.warm_up()
         self.settings.update(vqpu_service=self.service, vqpu_devices_interval=self.devices_interval,
+                             vqpu_api_base=api_base,
                              vqpu_metrics_token=self.metrics_token, vqpu_metrics_group_of=self.metrics_group_of)
         self._hand_api_to_kernels()
 
@@ -110,19 +151,13 @@ class VqpuApp(ExtensionApp):
             os.environ[ENV_API_TOKEN] = token
 
     def initialize_handlers(self) -> None:
-        api = "vqpu/api"
-        self.handlers.extend(
-            [
-                (rf"/{api}/devices", DevicesHandler),
-                (rf"/{api}/devices/{_DEVICE}/snapshot", SnapshotHandler),
-                (rf"/{api}/devices/{_DEVICE}/snapshot/(?P<snapshot_id>[^/]+)", SnapshotHandler),
-                (rf"/{api}/tasks", TasksHandler),
-                (rf"/{api}/tasks/{_TASK_ID}", TaskHandler),
-                (rf"/{api}/events", EventsSocketHandler),
-                (rf"/{api}/events/poll", EventsPollHandler),
-                (r"/vqpu/metrics", MetricsHandler),
-            ]
-        )
+        if self.upstream_url:
+            from .forward import forward_handlers
+
+            self.handlers.extend(forward_handlers("/vqpu/api"))
+            return
+        self.handlers.extend(api_handlers("/vqpu/api", ServerApiBase, ServerSocketBase))
+        self.handlers.append((r"/vqpu/metrics", MetricsHandler))
 
     async def stop_extension(self) -> None:
         """Stop the event pump and the worker threads with the server."""

@@ -1,8 +1,18 @@
-"""HTTP and WebSocket handlers for ``{base_url}vqpu/api/``.
+"""HTTP and WebSocket handlers for the vQPU API (``.../vqpu/api/``), shared by two apps.
 
-Thin on purpose: authenticate, authorise on the ``vqpu`` resource, pass the
-user name and the request to ``VqpuService``, write JSON. Errors of every
-handler go through ONE translator (``VqpuHandler.write_error``): a VqpuError
+Thin on purpose: take the authenticated ``Caller``, pass it and the request to
+``VqpuService``, write JSON. The endpoints are written ONCE here, as mixins;
+each app combines them with its own base class, which only authenticates and
+derives the Caller:
+
+- the Jupyter server extension (``ServerApiBase`` / ``ServerSocketBase`` below):
+  jupyter_server's identity provider and authorizer;
+- the hub gateway (``gateway.HubApiBase`` / ``gateway.HubSocketBase``):
+  JupyterHub OAuth and custom scopes.
+
+``api_handlers(prefix, http_base, socket_base)`` builds the routes from
+``API_ROUTES``, so both apps serve exactly the same ones. Errors of every
+handler go through ONE translator (``ApiMixin.write_error``): a VqpuError
 becomes its own status and ``{"error", "message", "hint"}``; anything
 unexpected becomes a generic 500 whose traceback goes to the log only.
 """
@@ -10,6 +20,7 @@ unexpected becomes a generic 500 whose traceback goes to the log only.
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import json
 import math
@@ -27,15 +38,22 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from jupyter_vqpu.errors import InvalidRequest, VqpuError
 
+from .caller import Caller
 from .service import VqpuService
 
 AUTH_RESOURCE = "vqpu"
+#: jupyter_server authorizer resource for device administration (drain, resume, publish) on a server
+ADMIN_RESOURCE = "vqpu_admin"
 _HTTP_CODES = {
     400: "invalid_request",
     401: "unauthenticated",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+}
+_HTTP_HINTS = {
+    401: "send 'Authorization: token <your JupyterHub API token>' (kernels and terminals have it as "
+         "$JUPYTERHUB_API_TOKEN), or sign in",
 }
 
 
@@ -49,38 +67,26 @@ def _http_message(exc: web.HTTPError | None, status: int) -> str:
     return responses.get(status, "error")
 
 
-_SINGLE_PERSON_PROVIDERS = (IdentityProvider, PasswordIdentityProvider)
-_SERVER_ACCOUNT = getpass.getuser()
+# ------------------------------------------------------------ shared parts
 
 
-class VqpuMixin:
-    """What every vQPU handler shares: the service and the caller's name."""
+class ApiMixin:
+    """What every vQPU endpoint shares: the service, the caller, JSON in and out, the error translator.
+
+    The app's base class provides ``caller`` (a Caller) once the request is authenticated."""
 
     settings: dict[str, Any]
-    current_user: Any
+    request: Any
+    caller: Caller
 
     @property
     def service(self) -> VqpuService:
         return self.settings["vqpu_service"]
 
     @property
-    def user_name(self) -> str:
-        """The authenticated user; the only owner a task can get through this API.
-
-        jupyter_server's stock token/password identity gives every cookie-less
-        token request a fresh random name, although such a server belongs to one
-        person: there the owner is the account the server runs as. Real identity
-        providers (JupyterHub's, OAuth) name their users and are used as they are."""
-        provider = self.settings.get("identity_provider")
-        if type(provider) in _SINGLE_PERSON_PROVIDERS:
-            return _SERVER_ACCOUNT
-        return self.current_user.username
-
-
-class VqpuHandler(VqpuMixin, ExtensionHandlerMixin, APIHandler):
-    """Base of the JSON API handlers, holding the one error translator."""
-
-    auth_resource = AUTH_RESOURCE
+    def api_base(self) -> str:
+        """The URL path the API is served under (for Location headers)."""
+        return self.settings["vqpu_api_base"]
 
     def json_body(self) -> Any:
         """The request body as JSON; a 400 that says what is wrong otherwise."""
@@ -94,6 +100,7 @@ class VqpuHandler(VqpuMixin, ExtensionHandlerMixin, APIHandler):
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
+        self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
@@ -109,64 +116,74 @@ class VqpuHandler(VqpuMixin, ExtensionHandlerMixin, APIHandler):
             status, body = exc.http_status, exc.to_dict()
         elif isinstance(exc, web.HTTPError) or exc is None:
             status = status_code
-            body = {"error": _HTTP_CODES.get(status, "http_error"), "message": _http_message(exc, status), "hint": ""}
+            body = {"error": _HTTP_CODES.get(status, "http_error"), "message": _http_message(exc, status),
+                    "hint": _HTTP_HINTS.get(status, "")}
         else:  # a bug: details are in the log (log_exception), not in the reply
             status = 500
             body = {
                 "error": "internal_error",
                 "message": "internal error in the vQPU service",
-                "hint": "the Jupyter server log has the details",
+                "hint": "the server log has the details",
             }
         self.set_status(status)
+        self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
 
-class DevicesHandler(VqpuHandler):
-    @web.authenticated
-    @authorized
+# ------------------------------------------------------------- endpoints
+
+
+class DevicesEndpoint(ApiMixin):
     async def get(self) -> None:
-        self.write_json(await self.service.run(self.service.devices))
+        self.write_json(await self.service.run(self.service.devices, self.caller))
 
 
-class SnapshotHandler(VqpuHandler):
-    @web.authenticated
-    @authorized
+class SnapshotEndpoint(ApiMixin):
     async def get(self, device: str, snapshot_id: str | None = None) -> None:
-        data = await self.service.run(self.service.snapshot, device, snapshot_id)
+        data = await self.service.run(self.service.snapshot, self.caller, device, snapshot_id)
+        self.set_header("Content-Type", "application/json")
         self.finish(data)  # already canonical JSON; sent byte for byte so its id (a hash) verifies
 
 
-class TasksHandler(VqpuHandler):
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        self.write_json(await self.service.run(self.service.list, self.user_name))
+class SnapshotsEndpoint(ApiMixin):
+    """``POST devices/{name}/snapshots``: publish new calibration (operators only)."""
 
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        view = await self.service.run(self.service.submit, self.user_name, self.json_body())
-        self.set_header("Location", url_path_join(self.base_url, "vqpu/api/tasks", view["task_id"]))
+    async def post(self, device: str) -> None:
+        view = await self.service.run(self.service.publish_calibration, self.caller, device, self.json_body())
         self.write_json(view, 201)
 
 
-class TaskHandler(VqpuHandler):
-    @web.authenticated
-    @authorized
+class DeviceStateEndpoint(ApiMixin):
+    """``POST devices/{name}/drain`` and ``.../resume`` (operators only)."""
+
+    async def post(self, device: str, action: str) -> None:
+        state = "draining" if action == "drain" else "active"
+        self.write_json(await self.service.run(self.service.set_admin_state, self.caller, device, state))
+
+
+class TasksEndpoint(ApiMixin):
+    async def get(self) -> None:
+        owner = self.get_argument("owner", None) or None
+        group = self.get_argument("group", None) or None
+        self.write_json(await self.service.run(self.service.list, self.caller, owner, group))
+
+    async def post(self) -> None:
+        view = await self.service.run(self.service.submit, self.caller, self.json_body())
+        self.set_header("Location", url_path_join(self.api_base, "tasks", view["task_id"]))
+        self.write_json(view, 201)
+
+
+class TaskEndpoint(ApiMixin):
     async def get(self, task_id: str) -> None:
-        self.write_json(await self.service.run(self.service.get, self.user_name, task_id))
+        self.write_json(await self.service.run(self.service.get, self.caller, task_id))
 
-    @web.authenticated
-    @authorized
     async def delete(self, task_id: str) -> None:
-        self.write_json(await self.service.run(self.service.cancel, self.user_name, task_id))
+        self.write_json(await self.service.run(self.service.cancel, self.caller, task_id))
 
 
-class EventsPollHandler(VqpuHandler):
+class EventsPollEndpoint(ApiMixin):
     """Long-poll fallback for clients that cannot keep a WebSocket open."""
 
-    @web.authenticated
-    @authorized
     async def get(self) -> None:
         cursor = self.get_argument("cursor", "")
         raw = self.get_argument("timeout", "25")
@@ -176,33 +193,29 @@ class EventsPollHandler(VqpuHandler):
             timeout = math.nan
         if not math.isfinite(timeout) or timeout < 0:
             raise InvalidRequest(f"timeout must be a number of seconds >= 0, got {raw!r}", "e.g. timeout=25")
-        self.write_json(await self.service.poll(self.user_name, cursor, timeout))
+        self.write_json(await self.service.poll(self.caller, cursor, timeout))
 
 
-class EventsSocketHandler(VqpuMixin, ExtensionHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
+class EventsSocketEndpoint:
     """Pushes the caller's task events and device status as JSON messages.
 
-    Authenticated like jupyter_server's kernel socket: ``ws_authenticated``
-    (a 403 instead of a login redirect) and the authorizer on ``vqpu``.
     Messages: ``{"type": "event", ...}`` as in the long-poll, and
     ``{"type": "devices", "devices": [...]}`` on connect, after device-level
-    events and every ``VqpuApp.devices_interval`` seconds."""
+    events and every ``devices_interval`` seconds. The app's socket base
+    authenticates the upgrade (``get``) and sets ``caller``."""
 
-    auth_resource = AUTH_RESOURCE
+    settings: dict[str, Any]
+    caller: Caller
     _forwarder: asyncio.Task | None = None
     _sub: Any = None
 
-    def set_default_headers(self) -> None:
-        """No API headers (CSP etc.) on a websocket upgrade, as for kernel sockets."""
-
-    @ws_authenticated
-    @authorized
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        await super().get(*args, **kwargs)
+    @property
+    def service(self) -> VqpuService:
+        return self.settings["vqpu_service"]
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
-        super().open(*args, **kwargs)  # starts the keep-alive pings
-        self._sub = await self.service.pump.subscribe(self.user_name)
+        super().open(*args, **kwargs)  # type: ignore[misc]  # starts the keep-alive pings
+        self._sub = await self.service.pump.subscribe(self.caller.name)
         if self.ws_connection is None:  # closed while we waited
             self.service.pump.unsubscribe(self._sub)
             return
@@ -219,7 +232,7 @@ class EventsSocketHandler(VqpuMixin, ExtensionHandlerMixin, WebSocketMixin, WebS
 
     async def _send_devices(self) -> None:
         try:
-            devices = await self.service.run(self.service.devices)
+            devices = await self.service.run(self.service.devices, self.caller)
         except VqpuError as exc:
             await self.write_message(json.dumps({"type": "error", **exc.to_dict()}))
             return
@@ -248,3 +261,98 @@ class EventsSocketHandler(VqpuMixin, ExtensionHandlerMixin, WebSocketMixin, WebS
         except Exception:
             self.log.exception("vqpu: events socket failed")
             self.close(1011, "internal error in the vQPU service")
+
+
+_DEVICE = r"(?P<device>[^/]+)"
+
+#: Every route of the API, relative to its prefix: (pattern, endpoint, is_websocket).
+#: The one list both apps serve; the hub authorization-matrix test enumerates it.
+API_ROUTES: list[tuple[str, type, bool]] = [
+    ("devices", DevicesEndpoint, False),
+    (rf"devices/{_DEVICE}/snapshot", SnapshotEndpoint, False),
+    (rf"devices/{_DEVICE}/snapshot/(?P<snapshot_id>[^/]+)", SnapshotEndpoint, False),
+    (rf"devices/{_DEVICE}/snapshots", SnapshotsEndpoint, False),
+    (rf"devices/{_DEVICE}/(?P<action>drain|resume)", DeviceStateEndpoint, False),
+    ("tasks", TasksEndpoint, False),
+    (r"tasks/(?P<task_id>[^/]+)", TaskEndpoint, False),
+    ("events", EventsSocketEndpoint, True),
+    ("events/poll", EventsPollEndpoint, False),
+]
+
+
+@functools.cache
+def _concrete(endpoint: type, base: type) -> type:
+    """``endpoint`` served by ``base``: one class per pair, so names stay stable in logs."""
+    return type(f"{endpoint.__name__.removesuffix('Endpoint')}{base.__name__}", (endpoint, base), {})
+
+
+def api_handlers(prefix: str, http_base: type, socket_base: type) -> list[tuple[str, type]]:
+    """The API's tornado routes under ``prefix`` (a regex path such as ``/vqpu/api``)."""
+    prefix = prefix.rstrip("/")
+    return [(f"{prefix}/{pattern}", _concrete(endpoint, socket_base if ws else http_base))
+            for pattern, endpoint, ws in API_ROUTES]
+
+
+# ------------------------------------------- the Jupyter server extension's bases
+
+_SINGLE_PERSON_PROVIDERS = (IdentityProvider, PasswordIdentityProvider)
+_SERVER_ACCOUNT = getpass.getuser()
+ACTIONS = {"GET": "read", "HEAD": "read", "OPTIONS": "read"}
+
+
+class ServerCallerMixin:
+    """The Caller on a Jupyter server: its identity provider names the user, its authorizer grants rights."""
+
+    settings: dict[str, Any]
+    current_user: Any
+
+    @property
+    def user_name(self) -> str:
+        """The authenticated user; the only owner a task can get through this API.
+
+        jupyter_server's stock token/password identity gives every cookie-less
+        token request a fresh random name, although such a server belongs to one
+        person: there the owner is the account the server runs as. Real identity
+        providers (JupyterHub's, OAuth) name their users and are used as they are."""
+        provider = self.settings.get("identity_provider")
+        if type(provider) in _SINGLE_PERSON_PROVIDERS:
+            return _SERVER_ACCOUNT
+        return self.current_user.username
+
+    @functools.cached_property
+    def caller(self) -> Caller:
+        """Everyone the server lets in may submit; device administration needs ``vqpu_admin``.
+
+        Nobody oversees others' tasks here: a server is one person's (or, with a
+        custom authorizer, several people's who each see their own)."""
+        operates = self.authorizer.is_authorized(self, self.current_user, "write", ADMIN_RESOURCE)
+        return Caller(name=self.user_name, submit=True, operates=bool(operates))
+
+
+class ServerApiBase(ServerCallerMixin, ExtensionHandlerMixin, APIHandler):
+    """The server extension's JSON handlers: jupyter_server login (403 without), then its authorizer on ``vqpu``."""
+
+    auth_resource = AUTH_RESOURCE
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()  # authenticates; an API handler answers 403 rather than redirecting
+        if self.current_user is None:
+            raise web.HTTPError(403, "not signed in to this Jupyter server")
+        action = ACTIONS.get(self.request.method or "", "write")
+        if not self.authorizer.is_authorized(self, self.current_user, action, AUTH_RESOURCE):
+            raise web.HTTPError(403, "%s may not %s the vQPU API", self.current_user.username, action)
+
+
+class ServerSocketBase(ServerCallerMixin, ExtensionHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """The server extension's events socket: authenticated like jupyter_server's kernel socket
+    (``ws_authenticated``: a 403 instead of a login redirect, then the authorizer on ``vqpu``)."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def set_default_headers(self) -> None:
+        """No API headers (CSP etc.) on a websocket upgrade, as for kernel sockets."""
+
+    @ws_authenticated
+    @authorized
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        await super().get(*args, **kwargs)

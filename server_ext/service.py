@@ -1,9 +1,11 @@
 """The vQPU service behind the HTTP API: ControlPlane plus who-may-see-what.
 
-Handlers stay thin: they hand the authenticated user name and the request's
-data to ``VqpuService`` and serialise what comes back. Everything about
-ownership lives here, so the one rule ("a user sees and touches only their own
-tasks; the owner of a new task is always the caller") is written once.
+Handlers stay thin: they hand the authenticated ``Caller`` (see caller.py) and
+the request's data to ``VqpuService`` and serialise what comes back. Everything
+about ownership lives here, so the rules ("a user sees and touches only their
+own tasks, unless they oversee the owner; the owner of a new task is always the
+caller; only an operator drains a device or publishes a snapshot") are written
+once, for the server extension and the hub gateway alike.
 
 The ControlPlane speaks blocking redis-py. ``VqpuService.run`` moves every
 call onto a small dedicated thread pool so that a slow Redis never stalls the
@@ -36,6 +38,8 @@ from jupyter_vqpu.errors import (
     UnknownDevice,
 )
 from jupyter_vqpu.keys import check_device_name, device_of
+
+from .caller import Caller
 
 log = logging.getLogger("vqpu.server")
 
@@ -89,11 +93,16 @@ def _is_stream_id(value: str) -> bool:
     return ms.isdigit() and seq.isdigit()
 
 
-class VqpuService:
-    """The control plane as one Jupyter user may use it.
+NO_RIGHTS_HINT = "ask whoever runs this hub for the custom:vqpu:submit scope"
 
-    Every method takes the authenticated user name; none trusts an owner from
-    the request. Methods are blocking; call them through ``run`` from async code.
+
+class VqpuService:
+    """The control plane as one authenticated caller may use it.
+
+    Every method takes the ``Caller``; none trusts an owner from the request.
+    Methods are blocking; call them through ``run`` from async code.
+    ``limits_for`` picks the submission limits of a caller (the gateway's
+    per-group quotas); without it every caller gets ``limits``.
     """
 
     def __init__(
@@ -102,6 +111,7 @@ class VqpuService:
         *,
         devices: Iterable[str] = (),
         limits: Limits | None = None,
+        limits_for: Callable[[Caller], Limits] | None = None,
         max_workers: int = 8,
         events_block_ms: int = 5000,
         control: ControlPlane | None = None,
@@ -109,6 +119,7 @@ class VqpuService:
         self.redis_url = redis_url
         self.allowed = frozenset(devices)
         self.limits = limits or Limits()
+        self.limits_for = limits_for
         self.events_block_ms = events_block_ms
         self._cp = control
         self._cp_lock = threading.Lock()
@@ -148,7 +159,10 @@ class VqpuService:
             log.warning("vqpu: could not pre-load the circuit parsers", exc_info=True)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking call on the service's pool; Redis outages become a 503."""
+        """Run a blocking call on the service's pool; Redis outages become a 503.
+
+        The first call starts the event pump, which also keeps the scripts loaded."""
+        self.pump.start()
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._guarded, fn, args)
 
     def _guarded(self, fn: Callable[..., T], args: tuple) -> T:
@@ -162,6 +176,17 @@ class VqpuService:
     async def close(self) -> None:
         await self.pump.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -------------------------------------------------------------- rights
+
+    @staticmethod
+    def require(allowed: bool, message: str, hint: str = NO_RIGHTS_HINT) -> None:
+        if not allowed:
+            raise NotAuthorized(message, hint)
+
+    def require_use(self, caller: Caller) -> None:
+        """Any vQPU right at all: what reading devices, snapshots and one's own tasks needs."""
+        self.require(caller.any_right, f"{caller.name} may not use the vQPU service")
 
     # ------------------------------------------------------------- devices
 
@@ -178,16 +203,56 @@ class VqpuService:
             raise UnknownDevice(f"unknown device {device!r}", f"known devices: {known}")
         return device
 
-    def devices(self) -> list[dict[str, Any]]:
+    def devices(self, caller: Caller) -> list[dict[str, Any]]:
+        self.require_use(caller)
         return self.cp.devices(self.device_names())
 
-    def snapshot(self, device: str, snapshot_id: str | None = None) -> bytes:
+    def snapshot(self, caller: Caller, device: str, snapshot_id: str | None = None) -> bytes:
+        self.require_use(caller)
         return self.cp.snapshot_bytes(self._check_device(device), snapshot_id)
+
+    def set_admin_state(self, caller: Caller, device: str, state: str) -> dict[str, Any]:
+        """Drain a device (no new tasks; queued and running ones go on) or resume it."""
+        self.require(caller.operates, f"{caller.name} may not drain or resume devices",
+                     "device administration needs the custom:vqpu:admin scope")
+        self.cp.set_admin_state(self._check_device(device), state)
+        log.info("vqpu: %s set %s to %s", caller.name, device, state)
+        return self.cp.devices([device])[0]
+
+    def publish_calibration(self, caller: Caller, device: str, payload: Any) -> dict[str, Any]:
+        """Publish a new snapshot from IBM calibration JSON sent in the body.
+
+        The body is ``{"properties": {...}, "configuration": {...}}`` (configuration
+        optional: the device's topology is kept) or a bare properties object. It goes
+        through the same reader as ``vqpu device update FILE`` so that both check alike."""
+        import os
+        import tempfile
+
+        self.require(caller.operates, f"{caller.name} may not publish device snapshots",
+                     "publishing calibration needs the custom:vqpu:admin scope")
+        self._check_device(device)
+        if not isinstance(payload, dict):
+            raise InvalidRequest("the request body must be a JSON object",
+                                 'send {"properties": {...}} with IBM backend properties')
+        if set(payload) <= {"properties", "configuration"} and "properties" in payload:
+            doc = payload if payload.get("configuration") is not None else payload["properties"]
+            if doc is payload:
+                doc = {"configuration": payload["configuration"], "properties": payload["properties"]}
+        else:
+            doc = payload
+        with tempfile.TemporaryDirectory(prefix="vqpu-calibration-") as tmp:
+            path = os.path.join(tmp, f"calibration_{device}.json")
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(doc, f)
+            sid, version = self.cp.update_calibration(device, [path])
+        log.info("vqpu: %s published snapshot %s (v%s) for %s", caller.name, sid[:12], version, device)
+        return {"device": device, "snapshot_id": sid, "version": version}
 
     # --------------------------------------------------------------- tasks
 
-    def submit(self, user: str, payload: Any) -> dict[str, Any]:
-        """Validate a submission body and enqueue it with ``user`` as the owner."""
+    def submit(self, caller: Caller, payload: Any) -> dict[str, Any]:
+        """Validate a submission body and enqueue it with the caller as the owner, under the caller's limits."""
+        self.require(caller.submit, f"{caller.name} may not submit tasks")
         if not isinstance(payload, dict):
             raise InvalidRequest("the request body must be a JSON object", 'e.g. {"device": "fez", "circuit": ...}')
         if "owner" in payload:
@@ -209,22 +274,36 @@ class VqpuService:
                 raise InvalidRequest(f"{key} must be {want}, got {json.dumps(value)[:60]}", "")
         kwargs = dict(payload)
         self._check_device(kwargs["device"])
-        return self.cp.submit(owner=user, **kwargs)
+        limits = self.limits_for(caller) if self.limits_for is not None else None
+        return self.cp.submit(owner=caller.name, limits=limits, **kwargs)
 
-    def list(self, user: str) -> list[dict[str, Any]]:
-        return self.cp.tasks(user, self.device_names())
+    def list(self, caller: Caller, owner: str | None = None, group: str | None = None) -> list[dict[str, Any]]:
+        """The caller's tasks; or another user's (``owner``), or a course's (``group``), for who oversees them."""
+        self.require_use(caller)
+        if group is not None:
+            self.require(group in caller.courses, f"{caller.name} does not oversee group {group!r}",
+                         "instructors list the tasks of the groups their custom:vqpu:instruct scope names")
+            owners = sorted(caller.courses[group])
+            views = [v for o in owners for v in self.cp.tasks(o, self.device_names())]
+            return sorted(views, key=lambda v: v.get("created_at") or 0, reverse=True)
+        if owner is not None and owner != caller.name:
+            self.require(caller.may_see(owner), f"{caller.name} may not see the tasks of {owner}",
+                         "you can only see your own tasks")
+            return self.cp.tasks(owner, self.device_names())
+        return self.cp.tasks(caller.name, self.device_names())
 
-    def _own(self, user: str, task_id: str) -> None:
-        """Raise unless ``task_id`` exists (on a served device) and is ``user``'s."""
+    def _own(self, caller: Caller, task_id: str) -> None:
+        """Raise unless ``task_id`` exists (on a served device) and the caller may see it."""
+        self.require_use(caller)
         device = device_of(task_id)
         if self.allowed and device not in self.allowed:
             raise TaskNotFound(f"no task {task_id}", "see your tasks at vqpu/api/tasks")
-        if self.cp.owner_of(task_id) != user:
+        if not caller.may_see(self.cp.owner_of(task_id)):
             raise NotAuthorized(f"task {task_id} belongs to another user", "you can only see and cancel your own tasks")
 
-    def get(self, user: str, task_id: str) -> dict[str, Any]:
+    def get(self, caller: Caller, task_id: str) -> dict[str, Any]:
         """The task's view, its history, and the measured result once completed."""
-        self._own(user, task_id)
+        self._own(caller, task_id)
         view = self.cp.task(task_id)
         view["history"] = self.cp.history(task_id)
         if view.get("state") == "completed":
@@ -233,9 +312,9 @@ class VqpuService:
             view = merge_result(view, self.cp.result(task_id))
         return view
 
-    def cancel(self, user: str, task_id: str) -> dict[str, Any]:
-        self._own(user, task_id)
-        return self.cp.cancel(task_id, by=user)
+    def cancel(self, caller: Caller, task_id: str) -> dict[str, Any]:
+        self._own(caller, task_id)
+        return self.cp.cancel(task_id, by=caller.name)
 
     # -------------------------------------------------------------- events
 
@@ -287,10 +366,14 @@ class VqpuService:
                 return out, cursors
         return [], cursors
 
-    async def poll(self, user: str, cursor: str, timeout: float) -> dict[str, Any]:
-        """Long-poll: the user's events after ``cursor``, waiting up to ``timeout`` s for some.
+    async def poll(self, caller: Caller, cursor: str, timeout: float) -> dict[str, Any]:
+        """Long-poll: the caller's events after ``cursor``, waiting up to ``timeout`` s for some.
 
-        Waiting costs no thread: it waits on the pump's next batch, then reads."""
+        Waiting costs no thread: it waits on the pump's next batch, then reads.
+        Events are the caller's own tasks' (and device-level ones), also for
+        instructors: they follow others' tasks by reading them."""
+        self.require_use(caller)
+        user = caller.name
         if cursor:
             cursors = await self.run(self.complete_cursors, decode_cursor(cursor))
         else:
@@ -391,6 +474,11 @@ class EventPump:
                         cursors = await loop.run_in_executor(self._pool, svc.current_cursors)
                         if self._ready is not None:
                             self._ready.set()
+                    # A restarted or flushed Redis forgot the scripts, which least-privilege agents
+                    # cannot load: this trusted service puts them back (one SCRIPT EXISTS when present).
+                    loaded = await loop.run_in_executor(self._pool, svc.cp.scripts.ensure_loaded)
+                    if loaded:
+                        log.warning("vqpu: reloaded %d control-plane scripts Redis had lost", loaded)
                     refreshed = time.monotonic()
                 if not cursors:
                     await asyncio.sleep(self.block_ms / 1000)

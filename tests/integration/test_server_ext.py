@@ -288,3 +288,15 @@ async def test_the_api_rides_out_a_redis_restart(jp_fetch, redis_server):
     created = await jp_fetch("vqpu", "api", "tasks", method="POST",
                              body=json.dumps({"device": "ideal", "circuit": GHZ3, "shots": 10}))
     assert created.code == 201
+
+
+async def test_the_service_reloads_scripts_a_flushed_redis_lost(jp_fetch, seeded):
+    """Least-privilege agents may only EVALSHA: the service is the one that puts the scripts back."""
+    await jp_fetch("vqpu", "api", "devices")  # the service is running
+    seeded.redis.script_flush()
+    claim_sha = seeded.scripts.claim.sha  # only agents run 'claim': nothing else would reload it
+    deadline = asyncio.get_running_loop().time() + 30
+    while not seeded.redis.script_exists(claim_sha)[0]:
+        assert asyncio.get_running_loop().time() < deadline, "the service did not reload the scripts"
+        await jp_fetch("vqpu", "api", "devices")
+        await asyncio.sleep(0.2)
