@@ -102,6 +102,7 @@ class GroupDirectory:
         self.token = token
         self.ttl = ttl
         self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._groups_of: dict[str, frozenset[str]] = {}  # callers seen, for the metrics' per-group queue depth
 
     def cached(self, group: str) -> frozenset[str]:
         hit = self._cache.get(group)
@@ -131,7 +132,18 @@ class GroupDirectory:
             base, _, flt = scope.partition("!")
             if base == SCOPE_INSTRUCT and flt.startswith("group="):
                 await self.members(flt[len("group="):])
-        return caller_from_hub(model, self.cached)
+        caller = caller_from_hub(model, self.cached)
+        self._groups_of[caller.name] = caller.groups
+        return caller
+
+    def group_of(self, owner: str, preferred: Iterable[str] = ()) -> str:
+        """The group a task owner counts under in the metrics: a quota group they belong to, else
+        any hub group, else 'none'; 'unknown' for an owner not seen since the gateway started."""
+        groups = self._groups_of.get(owner)
+        if groups is None:
+            return "unknown"
+        mine = sorted(groups & frozenset(preferred)) or sorted(groups)
+        return mine[0] if mine else "none"
 
 
 # ------------------------------------------------------------ handler bases
@@ -325,6 +337,7 @@ class VqpuGateway(Application):
             "vqpu_api_base": prefix + "api",
             "vqpu_devices_interval": self.devices_interval,
             "vqpu_metrics_token": self.metrics_token,
+            "vqpu_metrics_group_of": lambda owner: directory.group_of(owner, self.group_limits),
             "cookie_secret": secret,
             "log_function": _log_request,
             "websocket_ping_interval": 30,

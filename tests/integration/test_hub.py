@@ -190,6 +190,10 @@ def test_quotas_follow_the_callers_hub_groups(hub):
     assert r.status_code == 400 and r.json()["error"] == "limit_exceeded", r.text
     assert "5 tasks queued on fez" in r.json()["message"] and r.json()["hint"]
     assert hub.api("bob", "POST", "tasks", json={"device": "fez", "circuit": GHZ3, "shots": 10}).status_code == 201
+    # the operator sees the course's queue by group (the gateway learns callers' hub groups)
+    metrics = hub.api("admin", "GET", "metrics", base=f"{hub.url}/services/vqpu/")
+    assert metrics.status_code == 200, metrics.text
+    assert 'vqpu_queue_depth_by_group{device="fez",group="physics101"} 6.0' in metrics.text, metrics.text[-2000:]
     for t in hub.api("ada", "GET", "tasks").json() + hub.api("bob", "GET", "tasks").json():
         if t["state"] == "queued":
             assert hub.api(t["owner"], "DELETE", f"tasks/{t['task_id']}").status_code == 200
