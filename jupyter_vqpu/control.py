@@ -257,13 +257,17 @@ class ControlPlane:
         return added
 
     def update_calibration(self, device: str, files: list[str]) -> tuple[str, int]:
-        """Publish a new snapshot from IBM conf/props JSON (a device mutation)."""
+        """Publish a new snapshot from IBM conf/props JSON files (a device mutation)."""
         import os
 
         conf, props = snap.read_calibration_files(files)
+        return self.publish_calibration(device, conf, props,
+                                        "calibration file " + ", ".join(os.path.basename(f) for f in files))
+
+    def publish_calibration(self, device: str, conf: dict | None, props: dict, source: str) -> tuple[str, int]:
+        """Publish a new snapshot from parsed IBM calibration; without ``conf`` the topology is kept."""
         self._require_device(device)
         base = snap.load_snapshot(self.snapshot_bytes(device))
-        source = "calibration file " + ", ".join(os.path.basename(f) for f in files)
         result = self.publish(
             device,
             lambda v: snap.snapshot_from_ibm(conf, props, device=device, version=v, source=source, base=base),

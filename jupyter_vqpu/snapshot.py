@@ -481,17 +481,24 @@ def read_calibration_files(paths: Iterable[str | Path]) -> tuple[dict | None, di
     if len(paths) > 2:
         raise _fail(f"{len(paths)} calibration files given, at most 2 make sense",
                     "pass props_<device>.json, optionally with conf_<device>.json")
-    docs = [(p, _read_json(p)) for p in paths]
+    return calibration_from_documents([(p.name, _read_json(p)) for p in paths])
+
+
+def calibration_from_documents(docs: list[tuple[str, Any]]) -> tuple[dict | None, dict]:
+    """(configuration or None, properties) from named, already parsed JSON documents.
+
+    The one reader of IBM calibration for files (``vqpu device update``) and for
+    the admin API (a JSON body), so both accept and refuse alike."""
     conf: dict | None = None
     props: dict | None = None
-    for path, doc in docs:
+    for name, doc in docs:
         kind = _classify(doc)
         if kind == "combined":
             if len(docs) != 1:
-                raise _fail(f"{path.name} already holds configuration and properties", "pass it alone")
+                raise _fail(f"{name} already holds configuration and properties", "pass it alone")
             conf, props = doc["configuration"], doc["properties"]
             if not isinstance(conf, dict) or _classify(props) != "props":
-                raise _fail(f"{path.name}: 'configuration' must be an object and 'properties' an IBM properties object",
+                raise _fail(f"{name}: 'configuration' must be an object and 'properties' an IBM properties object",
                             "see props_fez.json in qiskit-ibm-runtime for the shape")
         elif kind == "props":
             if props is not None:
@@ -502,7 +509,7 @@ def read_calibration_files(paths: Iterable[str | Path]) -> tuple[dict | None, di
                 raise _fail("two configuration files given", "pass one conf file with one props file")
             conf = doc
         else:
-            raise _fail(f"{path.name} is neither an IBM backend configuration nor backend properties",
+            raise _fail(f"{name} is neither an IBM backend configuration nor backend properties",
                         "properties have 'qubits' and 'gates'; a configuration has 'n_qubits' and 'coupling_map'")
     if props is None:
         raise _fail("no properties file given (only a configuration)", "add props_<device>.json")

@@ -225,8 +225,7 @@ class VqpuService:
         The body is ``{"properties": {...}, "configuration": {...}}`` (configuration
         optional: the device's topology is kept) or a bare properties object. It goes
         through the same reader as ``vqpu device update FILE`` so that both check alike."""
-        import os
-        import tempfile
+        from jupyter_vqpu.snapshot import calibration_from_documents
 
         self.require(caller.operates, f"{caller.name} may not publish device snapshots",
                      "publishing calibration needs the custom:vqpu:admin scope")
@@ -234,17 +233,10 @@ class VqpuService:
         if not isinstance(payload, dict):
             raise InvalidRequest("the request body must be a JSON object",
                                  'send {"properties": {...}} with IBM backend properties')
-        if set(payload) <= {"properties", "configuration"} and "properties" in payload:
-            doc = payload if payload.get("configuration") is not None else payload["properties"]
-            if doc is payload:
-                doc = {"configuration": payload["configuration"], "properties": payload["properties"]}
-        else:
-            doc = payload
-        with tempfile.TemporaryDirectory(prefix="vqpu-calibration-") as tmp:
-            path = os.path.join(tmp, f"calibration_{device}.json")
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(doc, f)
-            sid, version = self.cp.update_calibration(device, [path])
+        if set(payload) <= {"properties", "configuration"} and payload.get("configuration") is None:
+            payload = payload.get("properties", payload)  # {"properties": ...} alone: the topology is kept
+        conf, props = calibration_from_documents([("the request body", payload)])
+        sid, version = self.cp.publish_calibration(device, conf, props, f"published over the API by {caller.name}")
         log.info("vqpu: %s published snapshot %s (v%s) for %s", caller.name, sid[:12], version, device)
         return {"device": device, "snapshot_id": sid, "version": version}
 

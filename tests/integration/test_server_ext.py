@@ -300,3 +300,27 @@ async def test_the_service_reloads_scripts_a_flushed_redis_lost(jp_fetch, seeded
         assert asyncio.get_running_loop().time() < deadline, "the service did not reload the scripts"
         await jp_fetch("vqpu", "api", "devices")
         await asyncio.sleep(0.2)
+
+
+async def test_publishing_calibration_over_the_api_reads_it_like_the_cli(jp_fetch, seeded):
+    from jupyter_vqpu import catalog
+
+    conf, props = catalog.builtin_calibration("fez")
+    props = json.loads(json.dumps(props))
+    props["qubits"][0] = [dict(p, value=p["value"] * 0.5) if p["name"] == "T1" else p for p in props["qubits"][0]]
+    old = seeded.devices(["fez"])[0]["snapshot_id"]
+    for bad, needle in (({"qubits": "no"}, "neither an IBM backend configuration nor backend properties"),
+                        ([1, 2], "must be a JSON object")):
+        code, err = await fails(jp_fetch("vqpu", "api", "devices", "fez", "snapshots", method="POST",
+                                         body=json.dumps(bad)))
+        assert code == 400 and needle in err["message"], err
+    assert seeded.devices(["fez"])[0]["snapshot_id"] == old  # a refused body changed nothing
+    r = await jp_fetch("vqpu", "api", "devices", "fez", "snapshots", method="POST",
+                       body=json.dumps({"properties": props}))
+    made = body(r)
+    assert r.code == 201 and made["version"] == 2 and made["snapshot_id"] != old
+    new = json.loads((await jp_fetch("vqpu", "api", "devices", "fez", "snapshot")).body)
+    assert new["source"] == "published over the API by alice"
+    old_doc = json.loads(seeded.snapshot_bytes("fez", old))
+    assert new["qubits"][0]["t1"] == pytest.approx(old_doc["qubits"][0]["t1"] * 0.5)
+    assert new["coupling_map"] == old_doc["coupling_map"]  # no configuration sent: the topology is kept
