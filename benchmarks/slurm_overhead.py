@@ -22,27 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.support import RedisServer  # noqa: E402  (the tests' real redis-server launcher)
-
-BELL = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[2];
-creg c[2];
-h q[0];
-cx q[0],q[1];
-measure q -> c;
-"""
+import _common as C  # noqa: E402
 
 
 def make_executor(mode: str, work: Path, slurm_poll: float, spool_poll: float, inotify: bool = True):
@@ -50,7 +38,7 @@ def make_executor(mode: str, work: Path, slurm_poll: float, spool_poll: float, i
         from agent.executors.local import LocalExecutor
 
         return LocalExecutor(slots=1, warm=True, log_dir=work)
-    common = dict(pythonpath=str(REPO), python=sys.executable, time_limit="00:05:00")
+    common = dict(pythonpath=str(C.REPO), python=sys.executable, time_limit="00:05:00")
     if mode == "sbatch":
         from agent.executors.slurm import SlurmConfig, SlurmExecutor
 
@@ -79,7 +67,7 @@ def run_mode(mode: str, url: str, tasks: int, work: Path, slurm_poll: float, spo
     rows = []
     try:
         for i in range(tasks + 1):
-            tid = cp.submit(owner="bench", device="ideal", circuit=BELL, shots=100, seed=i,
+            tid = cp.submit(owner="bench", device="ideal", circuit=C.BELL, shots=100, seed=i,
                             name=f"bench-{mode}-{i}")["task_id"]
             view = cp.wait(tid, timeout=300)
             if view["state"] != "completed":
@@ -100,15 +88,6 @@ def run_mode(mode: str, url: str, tasks: int, work: Path, slurm_poll: float, spo
     return {"rows": rows, "job_ids": sorted({str(r["job_id"]) for r in rows})}
 
 
-def pct(values: list[float], q: float) -> float:
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    k = (len(v) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", type=int, default=20, help="measured tasks per mode (default 20)")
@@ -126,20 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         args.spool_poll = PilotConfig.spool_poll_s
     n = 5 if args.quick else args.tasks
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    tmp = Path(tempfile.mkdtemp(prefix="vqpu-bench-"))
-    server = RedisServer(tmp / "redis").start()
     out: dict[str, dict] = {}
-    try:
+    with C.Bench("slurm-overhead") as b:
         for mode in modes:
             t0 = time.monotonic()
-            out[mode] = run_mode(mode, server.url, n, tmp / mode, args.slurm_poll, args.spool_poll,
+            out[mode] = run_mode(mode, b.url, n, b.tmp / mode, args.slurm_poll, args.spool_poll,
                                  not args.no_inotify)
             print(f"# {mode}: {n} tasks in {time.monotonic() - t0:.1f} s; Slurm job ids: "
                   f"{', '.join(out[mode]['job_ids'][:3])}{' ...' if len(out[mode]['job_ids']) > 3 else ''}",
                   file=sys.stderr)
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
     names = {"local": "local executor (warm worker)", "pilot": "slurm-pilot (one allocation)",
              "sbatch": "slurm (one sbatch per task)"}
     print(f"per-task latency over {n} sequential tasks (Bell circuit, ideal, 100 shots), milliseconds")
@@ -150,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         e2e = [r["e2e"] * 1000 for r in rows]
         sim = [r["simulate"] * 1000 for r in rows]
         ovh = [r["overhead"] * 1000 for r in rows]
-        print(f"{names.get(mode, mode):32s} {statistics.median(e2e):9.1f} {pct(e2e, .95):9.1f} "
-              f"{statistics.median(sim):9.2f} {statistics.median(ovh):9.1f} {pct(ovh, .95):9.1f} "
+        print(f"{names.get(mode, mode):32s} {statistics.median(e2e):9.1f} {C.percentile(e2e, 95):9.1f} "
+              f"{statistics.median(sim):9.2f} {statistics.median(ovh):9.1f} {C.percentile(ovh, 95):9.1f} "
               f"{len(out[mode]['job_ids']):5d}")
         figures[f"{mode}_p50_ms"] = round(statistics.median(ovh), 2)
-        figures[f"{mode}_p95_ms"] = round(pct(ovh, .95), 2)
+        figures[f"{mode}_p95_ms"] = round(C.percentile(ovh, 95), 2)
         figures[f"{mode}_e2e_p50_ms"] = round(statistics.median(e2e), 2)
         figures[f"{mode}_simulate_p50_ms"] = round(statistics.median(sim), 3)
     print("median milliseconds between the task's history events:")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, need_binary
+from tests.conftest import REPO, ensure_slurm, need_binary, stop_slurm
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -50,3 +50,22 @@ def test_benchmark_runs_and_reports_its_documented_keys(name, tmp_path):
     summary = run_benchmark(name, extra, tmp_path)
     missing = keys - set(summary)
     assert not missing, f"{name}: missing keys {sorted(missing)} in {sorted(summary)}"
+
+
+@pytest.mark.slurm
+def test_slurm_overhead_benchmark_runs_every_mode():
+    """Per-task sbatch, pilot and local, one task each on the real single-node Slurm (table only, no plot)."""
+    need_binary("redis-server", "the benchmarks start their own")
+    started = ensure_slurm()
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VQPU_")}
+        proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "slurm_overhead.py"), "--tasks", "1",
+                               "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        if started:
+            stop_slurm()
+    assert proc.returncode == 0, f"exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["tasks"] == 1
+    for mode in ("local", "pilot", "sbatch"):
+        assert {f"{mode}_p50_ms", f"{mode}_p95_ms", f"{mode}_e2e_p50_ms", f"{mode}_simulate_p50_ms"} <= set(summary)
