@@ -17,7 +17,7 @@ redis.call('ZREM', KEYS[4], task_id)
 if state == 'queued' and redis.call('ZREM', KEYS[5], task_id) == 1 then
   redis.call('HINCRBY', KEYS[6], 'queued:' .. t[4], -1)
 end
-if KEYS[7] then record_end(KEYS[7], KEYS[1], 'cancelled', '', now, false) end
+record_end(KEYS[7], KEYS[1], 'cancelled', '', now, false)
 emit(KEYS[2], KEYS[3], ARGV[3], task_id, t[4], 'cancelled',
      {state = 'cancelled', previous = state, by = ARGV[2], agent = t[2], job_id = t[3]})
 return {'cancelled', state, t[2] or '', t[3] or ''}

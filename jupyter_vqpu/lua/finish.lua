@@ -31,7 +31,7 @@ else
 end
 redis.call('HDEL', KEYS[1], 'lease_until')
 redis.call('ZREM', KEYS[4], task_id)
-if KEYS[6] then record_end(KEYS[6], KEYS[1], outcome, ARGV[6], now, true) end
+record_end(KEYS[6], KEYS[1], outcome, ARGV[6], now, true)
 summary.state = outcome
 summary.agent = agent
 summary.token = tonumber(token)

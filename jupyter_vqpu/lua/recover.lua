@@ -24,14 +24,14 @@ if attempt >= tonumber(ARGV[2]) then
   local msg = 'lost: its executor or agent vanished on each of ' .. attempt .. ' attempts'
   redis.call('HSET', KEYS[1], 'state', 'failed', 'agent', '', 'reason', 'lost', 'error', msg,
              'finished_at', now, 'updated_at', now)
-  if KEYS[8] then record_end(KEYS[8], KEYS[1], 'failed', 'lost', now, false) end
+  record_end(KEYS[8], KEYS[1], 'failed', 'lost', now, false)
   emit(KEYS[2], KEYS[3], ARGV[4], task_id, t[4], 'failed',
        {state = 'failed', reason = 'lost', error = msg, previous = t[1], lost_agent = t[3],
         token = attempt, by = ARGV[3]})
   return {'failed', attempt}
 end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'agent', '', 'updated_at', now, 'requeued_at', now)
-if KEYS[8] then redis.call('HINCRBY', KEYS[8], 'requeued', 1) end
+redis.call('HINCRBY', KEYS[8], 'requeued', 1)
 -- Its old score puts it back at the front: it has waited its turn already.
 redis.call('ZADD', KEYS[5], tonumber(t[5]) or 0, task_id)
 redis.call('XADD', KEYS[6], '*', 'task', task_id)
