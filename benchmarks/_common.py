@@ -78,8 +78,8 @@ class Bench:
 
     def control(self, seed: Iterable[str] = ()):
         """A ControlPlane on this Redis, with the given built-in devices seeded."""
-        from jupyter_vqpu.connection import connect
-        from jupyter_vqpu.control import ControlPlane
+        from jupyter_vqpu.core.connection import connect
+        from jupyter_vqpu.core.control import ControlPlane
 
         cp = ControlPlane(connect(self.url))
         devices = list(seed)
@@ -102,10 +102,11 @@ class InProcessAgent:
 
     def __init__(self, url: str, devices: Sequence[str], work_root: Path, *, slots: int = 1, warm: bool = True,
                  **cfg: Any) -> None:
-        from agent.agent import Agent, AgentConfig
-        from agent.executors.local import LocalExecutor
-        from jupyter_vqpu.connection import connect
-        from jupyter_vqpu.control import ControlPlane
+        from jupyter_vqpu_agent.agent import Agent, AgentConfig
+        from jupyter_vqpu_agent.executors.local import LocalExecutor
+
+        from jupyter_vqpu.core.connection import connect
+        from jupyter_vqpu.core.control import ControlPlane
 
         cfg.setdefault("capacity", slots)
         self.executor = LocalExecutor(slots=slots, warm=warm, log_dir=work_root)

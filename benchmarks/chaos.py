@@ -43,9 +43,9 @@ def client_main(url: str, count: int, index: int, out: str, shots: int) -> int:
     """One client process: submit ``count`` tasks, retrying through Redis faults with the same idempotency key."""
     import redis
 
-    from jupyter_vqpu.client import Client
-    from jupyter_vqpu.connection import connect
-    from jupyter_vqpu.control import ControlPlane
+    from jupyter_vqpu.core.client import Client
+    from jupyter_vqpu.core.connection import connect
+    from jupyter_vqpu.core.control import ControlPlane
 
     cp = ControlPlane(connect(url))
     client = Client(control=cp, owner=f"student{index}")
@@ -91,8 +91,8 @@ class Harness:
     def run(self) -> dict:
         a = self.args
         self.redis.start()
-        from jupyter_vqpu.connection import connect
-        from jupyter_vqpu.control import ControlPlane
+        from jupyter_vqpu.core.connection import connect
+        from jupyter_vqpu.core.control import ControlPlane
 
         cp = ControlPlane(connect(self.redis.url))
         cp.seed([DEVICE])

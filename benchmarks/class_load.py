@@ -107,8 +107,8 @@ def start_gateway(bench: C.Bench, hub: FakeHub, service_token: str) -> tuple[sub
     proc = subprocess.Popen([sys.executable, "-m", "jupyter_vqpu.cli", "gateway", "--config", str(GATEWAY_CONFIG),
                              "--VqpuGateway.worker_threads=32"], env=env, stdout=log, stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}/services/vqpu/api/"
-    from jupyter_vqpu.errors import ControlPlaneUnavailable
-    from jupyter_vqpu.http import ApiError, HttpTransport
+    from jupyter_vqpu.core.errors import ControlPlaneUnavailable
+    from jupyter_vqpu.kernel.http import ApiError, HttpTransport
 
     deadline = time.monotonic() + 30
     while True:
@@ -134,7 +134,7 @@ def main() -> None:
     elif args.quick:
         args.students, args.tasks = 60, 10
 
-    from jupyter_vqpu.http import ApiError, HttpTransport
+    from jupyter_vqpu.kernel.http import ApiError, HttpTransport
 
     tokens = {f"s{i:03d}": secrets.token_hex(8) for i in range(args.students)}
     by_token = {t: n for n, t in tokens.items()}

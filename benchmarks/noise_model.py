@@ -18,7 +18,7 @@ time is charged to every row, as a runner that built it per task would pay it.
 tvd_max, tvd_floor_max, identical_counts, within_sampling_noise (plus the rows).
 
 The runner simulates a noisy circuit of at most 10 active qubits as a density
-matrix once its shots outnumber half its 2^n amplitudes (``agent.runner.choose_method``);
+matrix once its shots outnumber half its 2^n amplitudes (``jupyter_vqpu_agent.runner.choose_method``);
 the reference keeps Aer's per-shot trajectories. Those rows cannot give identical
 counts, so they are checked against sampling noise measured on the reference
 itself (the same circuit with another seed).
@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
+    from jupyter_vqpu_agent import noise
+    from jupyter_vqpu_agent.runner import choose_method
     from qiskit import transpile
     from qiskit_aer import AerSimulator
     from qiskit_ibm_runtime.fake_provider import FakeFez
 
-    from agent import noise
-    from agent.runner import choose_method
-    from jupyter_vqpu import catalog, snapshot
+    from jupyter_vqpu.core import catalog, snapshot
 
     doc = catalog.builtin_snapshot("fez")
     sid = snapshot.snapshot_id(snapshot.canonical_bytes(doc))

@@ -35,15 +35,15 @@ import _common as C  # noqa: E402
 
 def make_executor(mode: str, work: Path, slurm_poll: float, spool_poll: float, inotify: bool = True):
     if mode == "local":
-        from agent.executors.local import LocalExecutor
+        from jupyter_vqpu_agent.executors.local import LocalExecutor
 
         return LocalExecutor(slots=1, warm=True, log_dir=work)
     common = dict(pythonpath=str(C.REPO), python=sys.executable, time_limit="00:05:00")
     if mode == "sbatch":
-        from agent.executors.slurm import SlurmConfig, SlurmExecutor
+        from jupyter_vqpu_agent.executors.slurm import SlurmConfig, SlurmExecutor
 
         return SlurmExecutor(SlurmConfig(poll_interval_s=slurm_poll, **common))
-    from agent.executors.pilot import PilotConfig, SlurmPilotExecutor
+    from jupyter_vqpu_agent.executors.pilot import PilotConfig, SlurmPilotExecutor
 
     return SlurmPilotExecutor(PilotConfig(poll_interval_s=1.0, pilot_time_limit="00:30:00", idle_timeout_s=120,
                                           release_on_shutdown=True, spool_dir=str(work / "spool"),
@@ -52,9 +52,10 @@ def make_executor(mode: str, work: Path, slurm_poll: float, spool_poll: float, i
 
 def run_mode(mode: str, url: str, tasks: int, work: Path, slurm_poll: float, spool_poll: float,
              inotify: bool = True) -> dict:
-    from agent.agent import Agent, AgentConfig
-    from jupyter_vqpu.connection import connect
-    from jupyter_vqpu.control import ControlPlane
+    from jupyter_vqpu_agent.agent import Agent, AgentConfig
+
+    from jupyter_vqpu.core.connection import connect
+    from jupyter_vqpu.core.control import ControlPlane
 
     cp = ControlPlane(connect(url))
     cp.redis.flushall()
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="pilot: poll only, as between two hosts on NFS/Lustre (inotify sees same-host changes only)")
     args = p.parse_args(argv)
     if args.spool_poll is None:
-        from agent.executors.pilot import PilotConfig
+        from jupyter_vqpu_agent.executors.pilot import PilotConfig
 
         args.spool_poll = PilotConfig.spool_poll_s
     n = 5 if args.quick else args.tasks

@@ -37,14 +37,14 @@ TARGET_RATE, TARGET_CLAIM_P99_MS = 2000.0, 10.0
 
 
 def _cp(url: str):
-    from jupyter_vqpu.connection import connect
-    from jupyter_vqpu.control import ControlPlane
+    from jupyter_vqpu.core.connection import connect
+    from jupyter_vqpu.core.control import ControlPlane
 
     return ControlPlane(connect(url))
 
 
 def _script_args(cp, owner: str, fields_json: str):
-    from jupyter_vqpu.keys import new_task_id
+    from jupyter_vqpu.core.keys import new_task_id
 
     tid = new_task_id(DEVICE)
     return cp.submit_keys(DEVICE, tid, owner), [tid, owner, fields_json, 0, "", cp.events_maxlen, 0]
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(x) for x in args.levels.split(",")]
 
     # Import the heavy parts before forking so every child inherits them warm.
-    from jupyter_vqpu import circuits
+    from jupyter_vqpu.core import circuits
 
     circuits.parse_circuit(C.BELL)
     before = C.load()

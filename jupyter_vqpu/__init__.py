@@ -10,22 +10,22 @@ __version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython) -> None:  # %load_ext jupyter_vqpu
-    from .magic import load_ipython_extension as load
+    from jupyter_vqpu.kernel.magic import load_ipython_extension as load
 
     load(ipython)
 
 
 def get_backend(device: str = "fez", **kwargs):
-    """A Qiskit BackendV2 for a vQPU device (see ``jupyter_vqpu.backend``)."""
-    from .backend import get_backend as _get
+    """A Qiskit BackendV2 for a vQPU device (see ``jupyter_vqpu.kernel.backend``)."""
+    from jupyter_vqpu.kernel.backend import get_backend as _get
 
     return _get(device, **kwargs)
 
 
 def __getattr__(name: str):
-    # Lazy, so that `import jupyter_vqpu.snapshot` in a job stays light.
+    # Lazy, so that `import jupyter_vqpu.core.snapshot` in a job stays light.
     if name == "Client":
-        from .client import Client
+        from jupyter_vqpu.core.client import Client
 
         return Client
     raise AttributeError(name)

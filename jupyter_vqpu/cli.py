@@ -21,15 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import VqpuError
+from jupyter_vqpu.core.errors import VqpuError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
 def _cp(args: argparse.Namespace):
-    from .connection import connect
-    from .control import ControlPlane
+    from jupyter_vqpu.core.connection import connect
+    from jupyter_vqpu.core.control import ControlPlane
 
     return ControlPlane(connect(args.redis_url))
 
@@ -38,7 +38,7 @@ def _api(args: argparse.Namespace):
     """The HTTP API client when this command should use one (see the module doc), else None."""
     if getattr(args, "redis_url", None) or os.environ.get("VQPU_REDIS_URL"):
         return None
-    from .http import ENV_API_URL, ApiClient
+    from jupyter_vqpu.kernel.http import ENV_API_URL, ApiClient
 
     if getattr(args, "api_url", None):
         return ApiClient(args.api_url, os.environ.get("VQPU_API_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN", ""))
@@ -51,7 +51,7 @@ def _client(args: argparse.Namespace):
     api = _api(args)
     if api is not None:
         return api
-    from .client import Client
+    from jupyter_vqpu.core.client import Client
 
     return Client(control=_cp(args))
 
@@ -103,8 +103,8 @@ def _show_record(record: dict[str, Any]) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from . import embedded
-    from .connection import redact
+    from jupyter_vqpu.core import embedded
+    from jupyter_vqpu.core.connection import redact
 
     url = embedded.ensure_running()
     st = embedded.status()
@@ -114,7 +114,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from . import embedded
+    from jupyter_vqpu.core import embedded
 
     stopped = embedded.down()
     print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
@@ -122,7 +122,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _read_input(path: str) -> tuple[str, str]:
-    from .circuits import read_circuit_file
+    from jupyter_vqpu.core.circuits import read_circuit_file
 
     return read_circuit_file(path)
 
@@ -143,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _finish_wait(client, task_id: str, args: argparse.Namespace) -> int:
-    from .client import merge_result
+    from jupyter_vqpu.core.task import merge_result
 
     view = client.wait(task_id, args.timeout)
     record = merge_result(view, client.fetch_result(task_id) if view["state"] == "completed" else None)
@@ -245,7 +245,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def _device_over_api(api, args: argparse.Namespace) -> int:
     """drain / resume / update as a vQPU admin on a hub (custom:vqpu:admin)."""
-    from .snapshot import read_calibration_files
+    from jupyter_vqpu.core.snapshot import read_calibration_files
 
     name = args.name
     if args.device_cmd == "update":
@@ -286,7 +286,7 @@ def cmd_device(args: argparse.Namespace) -> int:
 
 
 def cmd_acl(args: argparse.Namespace) -> int:
-    from .acl import acl_file
+    from jupyter_vqpu.core.acl import acl_file
 
     def secret(path: str) -> str:
         try:
@@ -300,10 +300,10 @@ def cmd_acl(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent.agent import Agent, AgentConfig
-    from agent.executors import make_executor
+    from jupyter_vqpu_agent.agent import Agent, AgentConfig
+    from jupyter_vqpu_agent.executors import make_executor
 
-    from . import logs
+    from jupyter_vqpu.core import logs
 
     logs.configure(args.log_format)
     cp = _cp(args)
@@ -314,7 +314,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
         cp._require_device(d)
     work_root = Path(args.work_root) if args.work_root else None
     if work_root is None:
-        from . import embedded
+        from jupyter_vqpu.core import embedded
 
         work_root = embedded.home() / "work"
     executor = make_executor(args.executor, args, work_root)
@@ -329,7 +329,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from server_ext.gateway import main as gateway_main
+    from jupyter_vqpu_server.gateway import main as gateway_main
 
     argv = list(args.gateway_args)
     if args.config:
@@ -340,7 +340,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from .metrics import VqpuCollector, render
+    from jupyter_vqpu_server.collector import VqpuCollector, render
 
     devices = None if args.devices in ("all", "") else [d.strip() for d in args.devices.split(",") if d.strip()]
     body, _ = render(VqpuCollector(_cp(args).redis, devices=devices))

@@ -45,8 +45,8 @@ def redis_url(redis_server) -> str:
 
 @pytest.fixture
 def cp(redis_url):
-    from jupyter_vqpu.connection import connect
-    from jupyter_vqpu.control import ControlPlane
+    from jupyter_vqpu.core.connection import connect
+    from jupyter_vqpu.core.control import ControlPlane
 
     return ControlPlane(connect(redis_url))
 

@@ -4,7 +4,7 @@
 # Only the vqpu service receives it; single-user servers and kernels never do.
 import os
 
-from jupyter_vqpu.hub_config import configure_vqpu
+from jupyter_vqpu_server.hub_config import configure_vqpu
 
 c = get_config()  # noqa: F821
 

@@ -3,7 +3,7 @@
 The module-scoped ``vqpu_lab`` fixture flushes the session's real redis-server, seeds
 the devices ``fez`` and ``ideal``, runs an agent (LocalExecutor, the real runner in a
 warm worker) in a background thread of the test process, and starts ``jupyter lab`` with
-the ``server_ext`` server extension pointed at that redis and the built ``jupyter-vqpu``
+the ``jupyter_vqpu_server`` server extension pointed at that redis and the built ``jupyter-vqpu``
 lab extension visible. Kernels of that server get the API URL and token from the server
 extension, never VQPU_REDIS_URL.
 
@@ -106,10 +106,10 @@ class Lab:
 def vqpu_lab(redis_server, tmp_path_factory):
     """JupyterLab with the vQPU server extension and panel, plus a serving agent, for one module."""
     import redis
+    from jupyter_vqpu_agent.executors.local import LocalExecutor
 
-    from agent.executors.local import LocalExecutor
-    from jupyter_vqpu.connection import connect
-    from jupyter_vqpu.control import ControlPlane
+    from jupyter_vqpu.core.connection import connect
+    from jupyter_vqpu.core.control import ControlPlane
     from tests.integration.test_agent import Running
 
     if not (BUILT_LABEXTENSION / "package.json").is_file():
@@ -146,7 +146,7 @@ def vqpu_lab(redis_server, tmp_path_factory):
             # kernels must get the API (URL + token from the server extension), not Redis
             unset_env=("VQPU_REDIS_URL", "VQPU_API_URL", "VQPU_API_TOKEN", "JUPYTERHUB_API_TOKEN"),
             config={
-                "ServerApp": {"jpserver_extensions": {"server_ext": True}},
+                "ServerApp": {"jpserver_extensions": {"jupyter_vqpu_server": True}},
                 "VqpuApp": {"devices_interval": 2},
             },
             extra_args=[

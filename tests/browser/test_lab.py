@@ -1,6 +1,6 @@
 """Real JupyterLab in a real (headless Debian) Chromium: the vQPU panel and the %%vqpu widget.
 
-One ``jupyter lab`` with the ``server_ext`` extension, the built ``jupyter-vqpu`` lab
+One ``jupyter lab`` with the ``jupyter_vqpu_server`` extension, the built ``jupyter-vqpu`` lab
 extension and an agent (LocalExecutor running the real runner) serve the whole module;
 see conftest.py. Screenshots go to ``.ci/artifacts/`` (git-ignored).
 """
@@ -114,7 +114,7 @@ def test_kernel_token_requests_act_as_one_user(vqpu_lab):
     """What a kernel does (VQPU_API_URL + VQPU_API_TOKEN, no cookies): submit, then read its task back.
 
     Every such request must be the same Jupyter user, or the widget cannot follow its own task."""
-    from jupyter_vqpu.http import ApiClient
+    from jupyter_vqpu.kernel.http import ApiClient
 
     client = ApiClient(vqpu_lab.api, vqpu_lab.token)
     task = client.submit(BELL_QASM2, device="ideal", shots=16)

@@ -1,4 +1,4 @@
-"""A stand-in for ``agent.runner`` in the Slurm executor tests (no Qiskit needed).
+"""A stand-in for ``jupyter_vqpu_agent.runner`` in the Slurm executor tests (no Qiskit needed).
 
 Run as ``python -m tests.integration.fake_runner BUNDLE_DIR``. Like the real
 runner it reads only its bundle and writes only result.json; what it does is
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent import bundle
+from jupyter_vqpu_agent import bundle
 
 
 def main(argv: list[str]) -> int:

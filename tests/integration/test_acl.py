@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 
-from jupyter_vqpu.acl import acl_file, agent_rules
-from jupyter_vqpu.client import Client
-from jupyter_vqpu.connection import connect
-from jupyter_vqpu.control import ControlPlane
+from jupyter_vqpu.core.acl import acl_file, agent_rules
+from jupyter_vqpu.core.client import Client
+from jupyter_vqpu.core.connection import connect
+from jupyter_vqpu.core.control import ControlPlane
 from tests.conftest import GHZ3
 from tests.integration.test_agent import EchoExecutor, Running, wait_for
 

@@ -8,12 +8,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from jupyter_vqpu_agent.agent import Agent, AgentConfig
+from jupyter_vqpu_agent.executors.base import Executor, Job
 
-from agent.agent import Agent, AgentConfig
-from agent.executors.base import Executor, Job
-from jupyter_vqpu.client import Client
-from jupyter_vqpu.connection import connect
-from jupyter_vqpu.control import ControlPlane
+from jupyter_vqpu.core.client import Client
+from jupyter_vqpu.core.connection import connect
+from jupyter_vqpu.core.control import ControlPlane
 from tests.conftest import GHZ3
 
 pytestmark = pytest.mark.redis
@@ -27,7 +27,7 @@ class EchoExecutor(Executor):
     name = "echo"
 
     def submit(self, job: Job) -> None:
-        from agent import bundle
+        from jupyter_vqpu_agent import bundle
 
         spec = bundle.read_spec(job.bundle_dir)
         self.reporter.scheduled(job, {"executor": "echo", "job_id": f"echo-{job.task_id}"})

@@ -120,7 +120,7 @@ def test_unreachable_redis(tmp_path):
 
 
 def test_device_update_publishes_a_new_snapshot_and_keeps_the_old(seeded, redis_url, tmp_path):
-    from jupyter_vqpu import catalog
+    from jupyter_vqpu.core import catalog
 
     conf, props = catalog.builtin_calibration("fez")
     props = json.loads(json.dumps(props))
@@ -163,7 +163,7 @@ def test_embedded_default_up_run_down(tmp_path):
         assert json.loads(out.stdout)["state"] == "completed"
         import redis
 
-        from jupyter_vqpu import embedded
+        from jupyter_vqpu.core import embedded
 
         os.environ["VQPU_HOME"] = env["VQPU_HOME"]
         try:

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from jupyter_vqpu.control import ControlPlane
-from jupyter_vqpu.errors import (
+from jupyter_vqpu.core.control import ControlPlane
+from jupyter_vqpu.core.errors import (
     CircuitError,
     DeviceDraining,
     InvalidRequest,
@@ -20,7 +20,7 @@ from jupyter_vqpu.errors import (
     UnknownDevice,
     UnknownSnapshot,
 )
-from jupyter_vqpu.snapshot import ideal_snapshot
+from jupyter_vqpu.core.snapshot import ideal_snapshot
 from tests.conftest import BELL_QASM2, GHZ3
 
 pytestmark = pytest.mark.redis
@@ -318,8 +318,8 @@ def test_scripts_survive_script_flush(seeded):
 
 
 def test_unreachable_redis_is_one_clear_line():
-    from jupyter_vqpu.connection import connect
-    from jupyter_vqpu.errors import ControlPlaneUnavailable
+    from jupyter_vqpu.core.connection import connect
+    from jupyter_vqpu.core.errors import ControlPlaneUnavailable
     from tests.conftest import free_port
 
     with pytest.raises(ControlPlaneUnavailable) as info:

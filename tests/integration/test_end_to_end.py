@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from jupyter_vqpu.client import Client
-from jupyter_vqpu.errors import TaskFailed
+from jupyter_vqpu.core.client import Client
+from jupyter_vqpu.core.errors import TaskFailed
 from tests.conftest import GHZ3
 from tests.integration.test_agent import Running
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture
 def local_agent(seeded, redis_url, tmp_path):
-    from agent.executors.local import LocalExecutor
+    from jupyter_vqpu_agent.executors.local import LocalExecutor
 
     running = Running(redis_url, LocalExecutor(slots=1, warm=True, log_dir=tmp_path), tmp_path,
                       devices=("fez", "ideal"), capacity=1)
@@ -53,7 +53,7 @@ def test_ghz3_on_fez_carries_real_noise_and_is_reproducible(seeded, local_agent)
 
 def test_mutating_fez_before_the_claim_changes_the_counts(seeded, local_agent):
     """A calibration change before the claim is seen by the task."""
-    from jupyter_vqpu import snapshot
+    from jupyter_vqpu.core import snapshot
 
     client = Client(control=seeded, owner="alice")
     before = client.submit(GHZ3, device="fez", shots=2000, seed=5).result(timeout=120)

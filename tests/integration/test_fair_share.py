@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from jupyter_vqpu.control import Limits
-from jupyter_vqpu.errors import LimitExceeded
+from jupyter_vqpu.core.control import Limits
+from jupyter_vqpu.core.errors import LimitExceeded
 from tests.conftest import BELL_QASM2
 from tests.integration.test_agent import EchoExecutor, Running, wait_for
 

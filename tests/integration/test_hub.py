@@ -33,9 +33,10 @@ REDIS_PASSWORD = "vqpu-test-redis-password-7c1e"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    from agent.executors.local import LocalExecutor
-    from jupyter_vqpu.connection import connect
-    from jupyter_vqpu.control import ControlPlane
+    from jupyter_vqpu_agent.executors.local import LocalExecutor
+
+    from jupyter_vqpu.core.connection import connect
+    from jupyter_vqpu.core.control import ControlPlane
     from tests.integration.test_agent import Running
 
     need_binary("redis-server", "the control plane's store")
@@ -255,7 +256,7 @@ def _methods(handler: type) -> set[str]:
 
 
 def test_the_matrix_covers_every_route_the_gateway_serves():
-    from server_ext.gateway import gateway_routes
+    from jupyter_vqpu_server.gateway import gateway_routes
 
     served = {(pattern.removeprefix("/services/vqpu/"), method)
               for pattern, handler in gateway_routes("/services/vqpu/") for method in _methods(handler)}

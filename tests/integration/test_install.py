@@ -17,8 +17,8 @@ def run(*args: str) -> str:
 
 def test_server_extension_is_enabled():
     text = run("server", "extension", "list")
-    assert re.search(r"server_ext\s+enabled", text), text
-    assert re.search(r"server_ext\s+OK", text), text
+    assert re.search(r"jupyter_vqpu_server\s+enabled", text), text
+    assert re.search(r"jupyter_vqpu_server\s+OK", text), text
 
 
 def test_lab_extension_is_installed_and_enabled():

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from jupyter_vqpu.lifecycle import ORDER
+from jupyter_vqpu.core.lifecycle import ORDER
 from tests.conftest import REPO
 from tests.integration.test_agent import Running
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 def kernel_env(seeded, redis_url, tmp_path, monkeypatch):
     """Kernels inherit VQPU_REDIS_URL (the operator transport outside a Jupyter server) and an agent serves."""
-    from agent.executors.local import LocalExecutor
+    from jupyter_vqpu_agent.executors.local import LocalExecutor
 
     monkeypatch.setenv("VQPU_REDIS_URL", redis_url)
     monkeypatch.delenv("VQPU_API_URL", raising=False)
@@ -122,7 +122,7 @@ def test_magic_errors_are_one_line(kernel_env):
 
 def test_line_magics_list_devices_and_reattach_to_tasks(kernel_env):
     cp = kernel_env
-    from jupyter_vqpu.client import Client
+    from jupyter_vqpu.core.client import Client
 
     # submitted "before the kernel restart": the new kernel re-attaches a live widget to it
     earlier = Client(control=cp).submit(

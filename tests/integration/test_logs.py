@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from jupyter_vqpu.client import Client
-from jupyter_vqpu.logs import JsonFormatter
+from jupyter_vqpu.core.client import Client
+from jupyter_vqpu.core.logs import JsonFormatter
 from tests.conftest import GHZ3, REPO
 from tests.integration.test_agent import Running
 from tests.integration.test_metrics import PassFailExecutor

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 from jupyter_server.auth import Authorizer, IdentityProvider, User
+from jupyter_vqpu_agent.executors.base import Job
+from jupyter_vqpu_server.collector import VqpuCollector, render
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import HTTPClientError
 
-from agent.executors.base import Job
 from jupyter_vqpu import cli
-from jupyter_vqpu.client import Client
-from jupyter_vqpu.connection import connect
-from jupyter_vqpu.metrics import VqpuCollector, render
+from jupyter_vqpu.core.client import Client
+from jupyter_vqpu.core.connection import connect
 from tests.conftest import GHZ3
 from tests.integration.test_agent import EchoExecutor, Running, wait_for
 
@@ -176,7 +176,7 @@ class OnlyAdminsReadMetrics(Authorizer):
 def jp_server_config(redis_url, seeded):
     return {
         "ServerApp": {
-            "jpserver_extensions": {"server_ext": True},
+            "jpserver_extensions": {"jupyter_vqpu_server": True},
             "identity_provider_class": Users,
             "authorizer_class": OnlyAdminsReadMetrics,
         },

@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from jupyter_vqpu.client import Client
-from jupyter_vqpu.snapshot import ideal_snapshot
+from jupyter_vqpu.core.client import Client
+from jupyter_vqpu.core.snapshot import ideal_snapshot
 from tests.conftest import GHZ3, REPO
 from tests.integration.test_agent import EchoExecutor, Running, wait_for
 

@@ -49,7 +49,7 @@ class VqpuUsers(Authorizer):
 def jp_server_config(redis_url, seeded):
     return {
         "ServerApp": {
-            "jpserver_extensions": {"server_ext": True},
+            "jpserver_extensions": {"jupyter_vqpu_server": True},
             "identity_provider_class": TwoUsers,
             "authorizer_class": VqpuUsers,
         },
@@ -303,7 +303,7 @@ async def test_the_service_reloads_scripts_a_flushed_redis_lost(jp_fetch, seeded
 
 
 async def test_publishing_calibration_over_the_api_reads_it_like_the_cli(jp_fetch, seeded):
-    from jupyter_vqpu import catalog
+    from jupyter_vqpu.core import catalog
 
     conf, props = catalog.builtin_calibration("fez")
     props = json.loads(json.dumps(props))

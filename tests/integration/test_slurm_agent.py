@@ -6,9 +6,9 @@ from __future__ import annotations
 import sys
 
 import pytest
+from jupyter_vqpu_agent.executors.slurm import SlurmConfig, SlurmExecutor
 
-from agent.executors.slurm import SlurmConfig, SlurmExecutor
-from jupyter_vqpu.client import Client
+from jupyter_vqpu.core.client import Client
 from tests.conftest import GHZ3, REPO
 from tests.integration.test_agent import Running, wait_for
 from tests.integration.test_slurm_executor import scontrol_state, slurm_cluster  # noqa: F401  (fixture)

@@ -1,6 +1,6 @@
 """The Slurm executor against a real single-node Slurm (.ci/slurm-up.sh).
 
-Jobs run ``tests.integration.fake_runner`` instead of ``agent.runner`` (no
+Jobs run ``tests.integration.fake_runner`` instead of ``jupyter_vqpu_agent.runner`` (no
 Qiskit needed); task.json options steer it (sleep, exit, no_result). Every
 wait is a poll with a deadline. The time-limit case needs Slurm's one-minute
 minimum plus its 30 s enforcement period, so its job is submitted when the
@@ -17,10 +17,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from jupyter_vqpu_agent import bundle
+from jupyter_vqpu_agent.executors.base import Job
+from jupyter_vqpu_agent.executors.slurm import SlurmConfig, SlurmExecutor
 
-from agent import bundle
-from agent.executors.base import Job
-from agent.executors.slurm import SlurmConfig, SlurmExecutor
 from tests.conftest import ensure_slurm, stop_slurm
 
 pytestmark = pytest.mark.slurm

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
+from jupyter_vqpu_agent import bundle
+from jupyter_vqpu_agent import spool as spool
+from jupyter_vqpu_agent.executors.pilot import REASON_PENDING, REASON_QUEUED, PilotConfig, SlurmPilotExecutor
 
-from agent import bundle
-from agent import pilot as spool
-from agent.executors.pilot import REASON_PENDING, REASON_QUEUED, PilotConfig, SlurmPilotExecutor
 from tests.conftest import ensure_slurm, stop_slurm
 from tests.integration.test_slurm_executor import Recorder, kinds, make_job, scontrol_state, wait_until
 
@@ -228,11 +228,11 @@ def test_an_idle_pilot_gives_its_allocation_back(pilots, tmp_path):
 
 @pytest.mark.redis
 def test_real_runner_through_the_agent(pilots, seeded, redis_url, tmp_path):
-    from jupyter_vqpu.client import Client
+    from jupyter_vqpu.core.client import Client
     from tests.conftest import BELL_QASM2
     from tests.integration.test_agent import Running
 
-    ex = SlurmPilotExecutor(pilot_config(runner_module="agent.runner", spool_dir=str(tmp_path / "spool"),
+    ex = SlurmPilotExecutor(pilot_config(runner_module="jupyter_vqpu_agent.runner", spool_dir=str(tmp_path / "spool"),
                                          release_on_shutdown=True))
     running = Running(redis_url, ex, tmp_path / "work", devices=("ideal",), capacity=2)
     try:

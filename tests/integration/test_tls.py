@@ -13,10 +13,10 @@ import pytest
 import redis
 
 from jupyter_vqpu import cli
-from jupyter_vqpu.client import Client
-from jupyter_vqpu.connection import connect
-from jupyter_vqpu.control import ControlPlane
-from jupyter_vqpu.errors import ControlPlaneUnavailable
+from jupyter_vqpu.core.client import Client
+from jupyter_vqpu.core.connection import connect
+from jupyter_vqpu.core.control import ControlPlane
+from jupyter_vqpu.core.errors import ControlPlaneUnavailable
 from tests.conftest import GHZ3, need_binary
 from tests.integration.test_agent import EchoExecutor, Running
 from tests.support import RedisServer, TlsFiles

@@ -6,8 +6,8 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.circuit import Instruction
 
-from jupyter_vqpu import circuits as C
-from jupyter_vqpu.errors import CircuitError, LimitExceeded
+from jupyter_vqpu.core import circuits as C
+from jupyter_vqpu.core.errors import CircuitError, LimitExceeded
 
 GHZ3_Q3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[3] q;\nbit[3] c;\nh q[0];\ncx q[0], q[1];\ncx q[1], q[2];\nc = measure q;\n'
 GHZ3_Q2 = ('OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\nh q[0];\ncx q[0],q[1];\ncx q[1],q[2];\n'

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_vqpu.errors import InvalidRequest, TaskNotFound
-from jupyter_vqpu.keys import Keys, check_device_name, device_of, new_task_id
+from jupyter_vqpu.core.errors import InvalidRequest, TaskNotFound
+from jupyter_vqpu.core.keys import Keys, check_device_name, device_of, new_task_id
 
 
 def test_every_key_of_a_device_shares_its_hash_tag():

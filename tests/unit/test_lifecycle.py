@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jupyter_vqpu.lifecycle import follow
+from jupyter_vqpu.core.lifecycle import follow
 
 
 def test_a_queued_task_is_re_read_although_none_of_its_own_events_arrive():

@@ -14,11 +14,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from jupyter_vqpu_agent import bundle, runner
+from jupyter_vqpu_agent.noise import noise_model_for
 
-from agent import bundle, runner
-from agent.noise import noise_model_for
-from jupyter_vqpu import catalog
-from jupyter_vqpu import snapshot as S
+from jupyter_vqpu.core import catalog
+from jupyter_vqpu.core import snapshot as S
 
 REPO = Path(__file__).resolve().parents[2]
 GHZ3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[3] q;\nbit[3] c;\nh q[0];\ncx q[0], q[1];\ncx q[1], q[2];\nc = measure q;\n'
@@ -70,7 +70,7 @@ def test_noise_model_counts_identical_to_aer_from_backend(fez, reference_sim):
     from qiskit import transpile
     from qiskit_aer import AerSimulator
 
-    from jupyter_vqpu.circuits import parse_circuit
+    from jupyter_vqpu.core.circuits import parse_circuit
 
     tqc = transpile(parse_circuit(GHZ3), target=S.build_target(fez.doc), optimization_level=1, seed_transpiler=3)
     used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
@@ -198,13 +198,13 @@ HERMETIC_PROBE = textwrap.dedent("""
             events.append(event)
     sys.addaudithook(hook)
     from pathlib import Path
-    from agent.runner import run_bundle
-    from agent.worker import _warm_up
+    from jupyter_vqpu_agent.runner import run_bundle
+    from jupyter_vqpu_agent.worker import _warm_up
     _warm_up()  # what a warm worker does before its first task
     result = run_bundle(Path(sys.argv[1]))
     bad = sorted(m for m in sys.modules
                  if m.split(".")[0] in ("redis", "jupyter_client", "jupyter_core", "jupyter_server", "ipykernel",
-                                        "IPython", "notebook", "server_ext", "qiskit_ibm_runtime", "requests"))
+                                        "IPython", "notebook", "jupyter_vqpu_server", "qiskit_ibm_runtime", "requests"))
     print(json.dumps({"ok": result["ok"], "socket_events": events, "modules": bad}))
 """)
 
@@ -226,7 +226,7 @@ def test_worker_runs_two_bundles_warm(tmp_path, fez):
     first = stage(tmp_path / "one", fez, shots=1000)
     second = stage(tmp_path / "two", fez, shots=1000, seed=8)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "agent.worker"], input=f"{first}\n\n{second}\n", cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "jupyter_vqpu_agent.worker"], input=f"{first}\n\n{second}\n", cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]  # nothing but protocol on stdout
@@ -262,7 +262,7 @@ def test_a_small_noisy_circuit_runs_as_a_density_matrix_and_stays_faithful(tmp_p
     result = runner.run_bundle(stage(tmp_path / "dm", fez, shots=4096, seed=3))
     assert result["ok"] and result["simulator"]["method"] == "density_matrix"
     # the same layout under the reference model, another seed: within sampling noise of each other
-    from jupyter_vqpu.circuits import parse_circuit
+    from jupyter_vqpu.core.circuits import parse_circuit
 
     qc = parse_circuit(GHZ3, "qasm3")
     tqc = transpile(qc, target=S.build_target(fez.doc, fez.sid), initial_layout=result["layout"],

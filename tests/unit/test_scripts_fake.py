@@ -5,8 +5,8 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from jupyter_vqpu.control import ControlPlane
-from jupyter_vqpu.snapshot import ideal_snapshot
+from jupyter_vqpu.core.control import ControlPlane
+from jupyter_vqpu.core.snapshot import ideal_snapshot
 from tests.conftest import GHZ3
 
 

@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from agent import bundle
-from agent.executors import slurm as S
-from agent.executors.base import Job
-from agent.executors.slurm import (
+from jupyter_vqpu_agent import bundle
+from jupyter_vqpu_agent.executors import slurm as S
+from jupyter_vqpu_agent.executors.base import Job
+from jupyter_vqpu_agent.executors.slurm import (
     JobInfo,
     SchedulerError,
     SlurmConfig,
@@ -90,7 +89,7 @@ def test_whole_rendered_script_runs_inert(tmp_path):
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path,
                          env={"PATH": "/usr/bin:/bin", "VQPU_REDIS_URL": "redis://secret", "http_proxy": "http://p"})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == f"-m agent.runner {evil_dir.resolve()}"
+    assert out.stdout.strip() == f"-m jupyter_vqpu_agent.runner {evil_dir.resolve()}"
     assert not marker.exists() and not (evil_dir / "pwned").exists()
 
 
@@ -120,15 +119,16 @@ def test_script_shape(tmp_path):
     assert all(i < first_cmd for i, s in enumerate(lines) if s.startswith("#SBATCH"))  # sbatch stops at a command
     assert "set -euo pipefail" in lines
     assert lines.index("set -euo pipefail") < lines.index("module load cuda")
-    assert lines[-1] == f"exec python -m agent.runner {Path(tmp_path / 'bundle').resolve()}"
+    assert lines[-1] == f"exec python -m jupyter_vqpu_agent.runner {Path(tmp_path / 'bundle').resolve()}"
     assert not re.search(r"\$\{vqpu_[a-z_]+\}", script)
 
 
 def test_default_pythonpath_points_at_the_checkout(tmp_path):
     script = render_script(SlurmConfig(), _job(tmp_path))
-    repo = Path(S.__file__).resolve().parents[2]
-    assert (repo / "agent" / "__init__.py").exists()
-    assert f"export PYTHONPATH={repo}" in script or f"export PYTHONPATH='{repo}'" in script
+    repo = Path(S.__file__).resolve().parents[3]
+    assert (repo / "agent" / "jupyter_vqpu_agent" / "__init__.py").exists()
+    want = f"{repo}:{repo / 'agent'}"
+    assert f"export PYTHONPATH={want}" in script or f"export PYTHONPATH='{want}'" in script
     assert "PYTHONPATH" not in render_script(SlurmConfig(pythonpath=""), _job(tmp_path)).split("set -u\n")[-1]
 
 
@@ -186,7 +186,7 @@ def test_invalid_extra_lines_are_rejected(extra):
     {"partition": "gpu; rm"}, {"partition": "a b"}, {"account": "$(id)"}, {"qos": "x\n"},
     {"time_limit": "10 minutes"}, {"time_limit": "00:10:00;x"}, {"mem": "4 GB"}, {"mem": "-1"},
     {"cpus_per_task": 0}, {"gres": "gpu:1 --wrap=x"}, {"env": {"A-B": "x"}}, {"setup": ["ok", "two\nlines"]},
-    {"runner_module": "agent.runner; rm"}, {"job_name_prefix": "a b"}, {"poll_interval_s": 0},
+    {"runner_module": "jupyter_vqpu_agent.runner; rm"}, {"job_name_prefix": "a b"}, {"poll_interval_s": 0},
     {"export": "ALL; rm"}, {"python": ""},
 ])
 def test_invalid_knobs_are_rejected(kw):
@@ -200,7 +200,7 @@ def test_custom_template_placeholders(tmp_path):
                     "exec ${vqpu_python} -m ${vqpu_runner} ${vqpu_bundle}\n")
     out = render_script(SlurmConfig(template=good, python="py"), _job(tmp_path))
     assert "echo $HOME ${USER:-x} $$ ${VQPU_TASK_ID}" in out  # bash's $ are left alone
-    assert "exec py -m agent.runner" in out
+    assert "exec py -m jupyter_vqpu_agent.runner" in out
     bad = tmp_path / "bad.tmpl"
     bad.write_text("#!/bin/bash\nexec ${vqpu_pyhton}\n")
     with pytest.raises(SlurmConfigError, match="vqpu_pyhton"):
@@ -604,7 +604,7 @@ def test_info_dataclass_defaults():
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_template_file_is_valid_bash():
-    text = (Path(S.__file__).resolve().parents[2] / "slurm" / "task.sbatch.tmpl").read_text()
+    text = (Path(S.__file__).resolve().parents[3] / "slurm" / "task.sbatch.tmpl").read_text()
     assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
 
 

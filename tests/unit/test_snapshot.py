@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_vqpu import catalog
-from jupyter_vqpu import snapshot as S
-from jupyter_vqpu.errors import SnapshotError, UnknownDevice
+from jupyter_vqpu.core import catalog
+from jupyter_vqpu.core import snapshot as S
+from jupyter_vqpu.core.errors import SnapshotError, UnknownDevice
 
 REPO = Path(__file__).resolve().parents[2]
 WHEN = "2026-01-02T03:04:05Z"
@@ -254,7 +254,7 @@ def test_catalog_devices(fez):
 
 
 def test_catalog_and_snapshot_import_light():
-    code = ("import sys, jupyter_vqpu.catalog, jupyter_vqpu.snapshot;"
+    code = ("import sys, jupyter_vqpu.core.catalog, jupyter_vqpu.core.snapshot;"
             "print(sorted(m for m in sys.modules if m.startswith(('qiskit', 'redis'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

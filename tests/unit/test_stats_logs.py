@@ -12,17 +12,17 @@ import fakeredis
 import pytest
 
 from jupyter_vqpu import cli
-from jupyter_vqpu.control import ControlPlane
-from jupyter_vqpu.logs import JsonFormatter, configure, task_fields
-from jupyter_vqpu.snapshot import ideal_snapshot
-from jupyter_vqpu.stats import LATENCY_BOUNDS_S, parse_stats
+from jupyter_vqpu.core.control import ControlPlane
+from jupyter_vqpu.core.logs import JsonFormatter, configure, task_fields
+from jupyter_vqpu.core.snapshot import ideal_snapshot
+from jupyter_vqpu.core.stats import LATENCY_BOUNDS_S, parse_stats
 from tests.conftest import GHZ3
 
 pytestmark = pytest.mark.hub
 
 
 def test_the_lua_buckets_are_the_python_buckets():
-    prelude = (resources.files("jupyter_vqpu") / "lua" / "prelude.lua").read_text()
+    prelude = (resources.files("jupyter_vqpu.core") / "lua" / "prelude.lua").read_text()
     table = prelude.split("local LATENCY_BUCKETS = {", 1)[1].split("\n}", 1)[0]
     pairs = re.findall(r"\{(\d+), '([0-9.]+)'\}", table)
     assert [float(label) for _, label in pairs] == list(LATENCY_BOUNDS_S)

@@ -1,0 +1,240 @@
+"""Run jobs on this machine: the embedded default's and the tests' executor.
+
+Each job still runs in a separate process that reads only its bundle. By
+default that process is a warm worker (``python -m jupyter_vqpu_agent.worker``) that keeps
+Qiskit imported and the per-snapshot caches filled between tasks; with
+``warm=False`` every job gets a fresh ``python -m jupyter_vqpu_agent.runner BUNDLE``, which
+is exactly what a Slurm job runs. A job over its time limit, or a cancelled
+one, has its process killed; a killed warm worker is replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import selectors
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from jupyter_vqpu_agent import bundle
+from jupyter_vqpu_agent.executors.base import Executor, Job, Reporter, report_result
+from jupyter_vqpu_agent.jobenv import job_environment
+
+log = logging.getLogger("vqpu.executor.local")
+
+
+class _Slot:
+    """One concurrent job at a time, with its warm worker process if any."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.proc: subprocess.Popen | None = None
+        self.job: Job | None = None
+        self.killed_for: tuple[str, int] | None = None
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, *, slots: int = 1, warm: bool = True, python: str = sys.executable,
+                 log_dir: Path | None = None, runner_module: str = "jupyter_vqpu_agent.runner",
+                 worker_module: str = "jupyter_vqpu_agent.worker") -> None:
+        self.warm = warm
+        self.python = python
+        self.log_dir = log_dir
+        self.runner_module = runner_module
+        self.worker_module = worker_module
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._cancelled: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+        self._slots = [_Slot(i) for i in range(slots)]
+        self._threads: list[threading.Thread] = []
+        self._closing = False
+
+    # -------------------------------------------------------------- API
+
+    def start(self, reporter: Reporter) -> None:
+        super().start(reporter)
+        for slot in self._slots:
+            t = threading.Thread(target=self._serve, args=(slot,), name=f"local-slot-{slot.index}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def submit(self, job: Job) -> None:
+        busy = all(s.job is not None for s in self._slots)
+        self.reporter.scheduled(job, {"executor": self.name, "job_id": f"local:{job.task_id}#{job.attempt}",
+                                      "reason": "waiting for a free local worker" if busy else "starting"})
+        self._jobs.put(job)
+
+    def cancel(self, job: Job) -> None:
+        with self._lock:
+            self._cancelled.add(job.key)
+            for slot in self._slots:
+                if slot.job is not None and slot.job.key == job.key and slot.proc is not None:
+                    slot.killed_for = job.key
+                    _kill(slot.proc)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._closing = True
+        if not wait:
+            with self._lock:
+                for slot in self._slots:
+                    if slot.proc is not None:
+                        _kill(slot.proc)
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join(timeout=30)
+        for slot in self._slots:
+            if slot.proc is not None:
+                _stop_worker(slot.proc)
+
+    def warm_up(self) -> None:
+        """Start the warm workers now rather than at the first task."""
+        if self.warm:
+            for slot in self._slots:
+                self._ensure_worker(slot)
+
+    # ---------------------------------------------------------- workers
+
+    def _serve(self, slot: _Slot) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            with self._lock:
+                if job.key in self._cancelled:
+                    self._cancelled.discard(job.key)
+                    continue
+                slot.job = job
+                slot.killed_for = None
+            try:
+                self._run(slot, job)
+            except Exception as exc:  # a bug here must not take the slot down
+                log.exception("local executor: %s failed", job.task_id)
+                self.reporter.failed(job, "runner_error", f"local executor error: {exc}")
+            finally:
+                with self._lock:
+                    slot.job = None
+                    self._cancelled.discard(job.key)
+
+    def _run(self, slot: _Slot, job: Job) -> None:
+        deadline = time.monotonic() + job.timeout_s
+        if self.warm:
+            proc = self._ensure_worker(slot)
+            self.reporter.running(job, {"executor": self.name, "pid": proc.pid})
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(f"{job.bundle_dir}\n".encode())
+            except OSError:
+                pass  # it died; _read_line sees EOF
+            line = _read_line(proc, deadline)
+            if line is not None:
+                self._report_result(job)
+                return
+            # No answer: killed (cancel, timeout) or crashed. Replace the worker.
+            _kill(proc)
+            proc.wait()
+            slot.proc = None
+            self._report_lost(slot, job, proc.returncode, deadline, self._worker_log(slot))
+        else:
+            out = open(job.bundle_dir / bundle.STDOUT_FILE, "wb")
+            err = open(job.bundle_dir / bundle.STDERR_FILE, "wb")
+            with out, err:
+                proc = subprocess.Popen([self.python, "-m", self.runner_module, str(job.bundle_dir)],
+                                        stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=job.bundle_dir,
+                                        env=job_environment())
+            slot.proc = proc
+            self.reporter.running(job, {"executor": self.name, "pid": proc.pid})
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                proc.wait()
+            slot.proc = None
+            if bundle.read_result(job.bundle_dir) is not None:
+                self._report_result(job)
+            else:
+                self._report_lost(slot, job, proc.returncode, deadline, job.bundle_dir / bundle.STDERR_FILE)
+
+    def _report_result(self, job: Job) -> None:
+        report_result(self.reporter, job, bundle.read_result(job.bundle_dir))
+
+    def _report_lost(self, slot: _Slot, job: Job, returncode: int | None, deadline: float, log_file: Path) -> None:
+        if slot.killed_for == job.key:
+            return  # cancelled: the agent already knows, nothing more to say
+        if time.monotonic() >= deadline:
+            self.reporter.failed(job, "timeout", f"the job ran over its time limit of {job.timeout_s:g} s and was killed")
+            return
+        detail = bundle.tail(log_file, 400).splitlines()
+        self.reporter.failed(job, "runner_error",
+                             f"the runner process died (exit {returncode})" + (f": {detail[-1]}" if detail else ""))
+
+    def _worker_log(self, slot: _Slot) -> Path:
+        base = self.log_dir or Path(tempfile.gettempdir())
+        return base / f"worker-{slot.index}.log"
+
+    def _ensure_worker(self, slot: _Slot) -> subprocess.Popen:
+        if slot.proc is not None and slot.proc.poll() is None:
+            return slot.proc
+        log_path = self._worker_log(slot)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as err:
+            proc = subprocess.Popen([self.python, "-m", self.worker_module], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=err, bufsize=0, env=job_environment())
+        line = _read_line(proc, time.monotonic() + 120)
+        if line is None or not json.loads(line).get("ready"):
+            _kill(proc)
+            raise RuntimeError(f"the warm worker did not start; see {log_path}")
+        slot.proc = proc
+        return proc
+
+
+def _read_line(proc: subprocess.Popen, deadline: float) -> str | None:
+    """One JSON protocol line from a worker, or None on EOF or at the deadline.
+
+    Reads the raw pipe under select() with our own buffer, so a line already
+    read ahead is never stuck behind a blocking select."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    buf: bytearray = proc.__dict__.setdefault("_vqpu_buf", bytearray())
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            while b"\n" in buf:
+                i = buf.index(b"\n")
+                line = bytes(buf[:i]).decode(errors="replace")
+                del buf[: i + 1]
+                if line.startswith("{"):
+                    return line
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sel.select(timeout=remaining):
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            buf += chunk
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+
+
+def _stop_worker(proc: subprocess.Popen) -> None:
+    try:
+        if proc.stdin:
+            proc.stdin.close()
+        proc.wait(timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        _kill(proc)
+        proc.wait()

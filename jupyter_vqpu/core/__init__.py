@@ -1,0 +1,3 @@
+"""The contract: snapshot, lifecycle, keys, Lua scripts and the control plane.
+
+Imports no Jupyter, IPython, ipywidgets, agent or server code."""

@@ -1,0 +1,83 @@
+"""The operator's Python client: the trusted transport that talks to Redis directly.
+
+Kernels use the HTTP transport of the server extension instead
+(``jupyter_vqpu.kernel.http``); both hand out the same ``Task`` handle
+(``jupyter_vqpu.core.task``).
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterator
+from typing import Any
+
+from jupyter_vqpu.core.control import ControlPlane, Limits
+from jupyter_vqpu.core.task import Task
+
+
+class Client:
+    """Submit and follow tasks through Redis directly (operators, scripts, tests)."""
+
+    def __init__(self, redis_url: str | None = None, *, owner: str | None = None, limits: Limits | None = None,
+                 control: ControlPlane | None = None) -> None:
+        if control is None:
+            from jupyter_vqpu.core.connection import connect
+
+            control = ControlPlane(connect(redis_url), limits=limits)
+        self.cp = control
+        self.owner = owner or getpass.getuser()
+
+    # Transport
+    def status(self, task_id: str) -> dict[str, Any]:
+        return self.cp.task(task_id)
+
+    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        return self.cp.wait(task_id, timeout)
+
+    def watch(self, task_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        return self.cp.watch(task_id, timeout)
+
+    def fetch_result(self, task_id: str) -> dict[str, Any] | None:
+        return self.cp.result(task_id)
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        return self.cp.cancel(task_id, by=self.owner)
+
+    # Client API
+    def submit(self, circuit: Any, device: str = "fez", shots: int = 1024, *, seed: int | None = None,
+               idempotency_key: str | None = None, snapshot: str | None = None, optimization_level: int = 1,
+               name: str | None = None, circuit_format: str | None = None,
+               options: dict[str, Any] | None = None) -> Task:
+        """Enqueue a circuit (a QuantumCircuit or OpenQASM 2/3 text)."""
+        text, fmt = circuit, circuit_format
+        if not isinstance(circuit, str):
+            from jupyter_vqpu.core.circuits import circuit_to_wire
+
+            fmt, text = circuit_to_wire(circuit)
+        view = self.cp.submit(owner=self.owner, device=device, circuit=text, circuit_format=fmt, shots=shots,
+                              seed=seed, optimization_level=optimization_level, name=name, snapshot=snapshot,
+                              idempotency_key=idempotency_key, options=options)
+        return Task(self, view)
+
+    def task(self, task_id: str) -> Task:
+        return Task(self, self.cp.task(task_id))
+
+    def result(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        return self.task(task_id).result(timeout)
+
+    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self.cp.tasks(self.owner, limit=limit)
+
+    def history(self, task_id: str) -> list[dict[str, Any]]:
+        return self.cp.history(task_id)
+
+    def devices(self) -> list[dict[str, Any]]:
+        return self.cp.devices()
+
+    def snapshot(self, device: str, snapshot_id: str | None = None) -> dict[str, Any]:
+        """A device snapshot document (the current one by default), hash-checked."""
+        from jupyter_vqpu.core.snapshot import load_snapshot
+        from jupyter_vqpu.core.snapshot import snapshot_id as sid_of
+
+        data = self.cp.snapshot_bytes(device, snapshot_id)
+        return load_snapshot(data, snapshot_id or sid_of(data))

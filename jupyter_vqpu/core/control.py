@@ -1,0 +1,684 @@
+"""The control plane: device registry, snapshots and the task lifecycle in Redis.
+
+This is the one place that holds Redis credentials and calls the scripts. The
+operator CLI, the agent and the Jupyter server extension all go through it;
+kernels never do (they speak HTTP to the server extension).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from jupyter_vqpu.core import snapshot as snap
+from jupyter_vqpu.core.errors import (
+    CircuitError,
+    DeviceDraining,
+    InvalidRequest,
+    LimitExceeded,
+    TaskNotFound,
+    UnknownDevice,
+    UnknownSnapshot,
+    VqpuError,
+)
+from jupyter_vqpu.core.keys import SNAPSHOT_ID_RE, Keys, check_device_name, device_of, new_task_id
+from jupyter_vqpu.core.lifecycle import TaskState, follow
+from jupyter_vqpu.core.scripts import Scripts
+from jupyter_vqpu.core.stats import DeviceStats, parse_stats
+
+log = logging.getLogger("vqpu.control")
+
+GROUP = "agents"
+EVENTS_MAXLEN = 100_000
+IDEMPOTENCY_TTL_S = 7 * 24 * 3600
+#: How many ids from the head of the queue one claim considers (agents racing for the head).
+CLAIM_WINDOW = 8
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one submission may ask for; checked before enqueue."""
+
+    max_shots: int = 1_000_000
+    max_qubits: int = 30  # active qubits a simulation may use, whatever the device has
+    max_circuit_bytes: int = 1_000_000
+    max_ops: int = 200_000
+    max_queued_per_owner: int = 0  # 0: unlimited
+    submissions_per_minute: int = 0  # per owner, across devices; 0: unlimited
+    max_name_chars: int = 200
+
+
+@dataclass
+class Claim:
+    """What an agent gets from a successful claim: the task and its fencing token."""
+
+    task_id: str
+    device: str
+    token: int
+    snapshot_id: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def _ms_to_s(value: Any) -> float | None:
+    return int(value) / 1000.0 if value not in (None, "") else None
+
+
+def task_view(h: dict[str, str], position: int | None = None) -> dict[str, Any]:
+    """The public shape of a task, as the CLI, the API and the widget show it."""
+    state = h.get("state", "")
+    view: dict[str, Any] = {
+        "task_id": h.get("id"),
+        "device": h.get("device"),
+        "owner": h.get("owner"),
+        "name": h.get("name") or None,
+        "state": state,
+        "shots": int(h["shots"]) if h.get("shots") else None,
+        "seed": int(h["seed"]) if h.get("seed") else None,
+        "optimization_level": int(h.get("optimization_level") or 1),
+        "snapshot_id": h.get("snapshot") or h.get("pinned_snapshot") or None,
+        "pinned": bool(h.get("pinned_snapshot")),
+        "attempts": int(h.get("attempt") or 0),
+        "agent": h.get("agent") or None,
+        "executor": h.get("executor") or None,
+        "job_id": h.get("job_id") or None,
+        "job_reason": h.get("job_reason") or None,
+        "reason": h.get("reason") or None,
+        "error": h.get("error") or None,
+        "queue_position": position if state == TaskState.QUEUED.value else None,
+    }
+    for name in ("created_at", "claimed_at", "scheduled_at", "started_at", "finished_at", "updated_at"):
+        view[name] = _ms_to_s(h.get(name))
+    view["phases"] = phases(view)
+    return view
+
+
+def phases(view: dict[str, Any]) -> dict[str, float]:
+    """Where a task's time went, from its transition timestamps (seconds, server clock)."""
+    marks = [("queued", "created_at", "claimed_at"), ("claimed", "claimed_at", "scheduled_at"),
+             ("scheduled", "scheduled_at", "started_at"), ("running", "started_at", "finished_at"),
+             ("total", "created_at", "finished_at")]
+    return {name: round(view[b] - view[a], 4) for name, a, b in marks if view.get(a) and view.get(b)}
+
+
+def _decode_pairs(flat: list) -> dict[str, str]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+class ControlPlane:
+    """Operations on the control plane; every state change is one script call."""
+
+    def __init__(self, client: redis.Redis, *, limits: Limits | None = None, events_maxlen: int = EVENTS_MAXLEN) -> None:
+        self.redis = client
+        self.limits = limits or Limits()
+        self.events_maxlen = events_maxlen
+        self.scripts = Scripts(client)
+        self._keys: dict[str, Keys] = {}
+
+    def check_server(self) -> list[str]:
+        """Warnings about a Redis that could lose or evict control-plane state."""
+        warnings = []
+        try:
+            policy = self.redis.config_get("maxmemory-policy").get("maxmemory-policy")
+            aof = self.redis.config_get("appendonly").get("appendonly")
+        except redis.ResponseError:  # CONFIG is not allowed for least-privilege users
+            return warnings
+        if policy and policy != "noeviction":
+            warnings.append(
+                f"Redis maxmemory-policy is {policy!r}: under memory pressure it may evict tasks; set it to noeviction"
+            )
+        if aof == "no":
+            warnings.append("Redis runs without AOF (appendonly no): a crash loses acknowledged submissions")
+        for w in warnings:
+            log.warning(w)
+        return warnings
+
+    def keys(self, device: str) -> Keys:
+        k = self._keys.get(device)
+        if k is None:
+            k = self._keys[device] = Keys(check_device_name(device))
+        return k
+
+    # ----------------------------------------------------------- devices
+
+    def device_names(self) -> list[str]:
+        return sorted(self.redis.smembers(Keys.registry))
+
+    def _require_device(self, device: str) -> dict[str, str]:
+        check_device_name(device)
+        h = self.redis.hgetall(self.keys(device).device)
+        if not h:
+            known = ", ".join(self.device_names()) or "none"
+            raise UnknownDevice(f"unknown device {device!r}", f"known devices: {known}; see `vqpu devices`")
+        return h
+
+    def server_time(self) -> float:
+        sec, usec = self.redis.time()
+        return sec + usec / 1e6
+
+    def devices(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Each device's status (online / draining / offline), queue depth and snapshot age."""
+        names = list(names) if names is not None else self.device_names()
+        now = self.server_time()
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            k = self.keys(name)
+            pipe.hgetall(k.device)
+            pipe.zcard(k.pending)
+            pipe.zcard(k.leases)
+            pipe.zrangebyscore(k.agents, now * 1000, "+inf")
+        replies = pipe.execute()
+        out = []
+        for i, name in enumerate(names):
+            h, depth, held, agents = replies[4 * i : 4 * i + 4]
+            if not h:
+                continue
+            if h.get("admin_state") == "draining":
+                status = "draining"
+            else:
+                status = "online" if agents else "offline"
+            snapshot_at = _ms_to_s(h.get("snapshot_at"))
+            out.append(
+                {
+                    "name": name,
+                    "status": status,
+                    "num_qubits": int(h.get("num_qubits") or 0),
+                    "queue_depth": depth,
+                    "held": held,
+                    "agents": sorted(agents),
+                    "offline_since": _ms_to_s(h.get("offline_since")) if not agents else None,
+                    "snapshot_id": h.get("snapshot"),
+                    "snapshot_version": int(h.get("version") or 0),
+                    "snapshot_at": snapshot_at,
+                    "snapshot_age_s": round(now - snapshot_at, 3) if snapshot_at else None,
+                }
+            )
+        return out
+
+    def snapshot_bytes(self, device: str, snapshot_id: str | None = None) -> bytes:
+        """A snapshot's canonical bytes (the device's current one by default)."""
+        h = self._require_device(device)
+        sid = snapshot_id or h.get("snapshot")
+        if not sid or not SNAPSHOT_ID_RE.match(sid):
+            raise UnknownSnapshot(f"no snapshot {sid!r} for {device}", "snapshot ids are 64 hex digits; see `vqpu devices`")
+        data = self.redis.get(self.keys(device).snapshot(sid))
+        if data is None:
+            raise UnknownSnapshot(f"no snapshot {sid[:12]} for {device}", "list them with `vqpu device snapshots " + device + "`")
+        return data.encode()
+
+    def snapshot_ids(self, device: str) -> list[tuple[int, str]]:
+        self._require_device(device)
+        return [(int(v), sid) for sid, v in self.redis.zrange(self.keys(device).snapshots, 0, -1, withscores=True)]
+
+    def publish(self, device: str, build: Callable[[int], dict], *, only_if_new: bool = False) -> tuple[str, int] | None:
+        """Publish ``build(version)`` as the device's new current snapshot.
+
+        ``build`` gets the next version number, because the version is inside
+        the hashed document. Retries on a concurrent publisher. Returns
+        (snapshot id, version), or None when ``only_if_new`` and the device exists."""
+        k = self.keys(check_device_name(device))
+        for _ in range(10):
+            current = int(self.redis.hget(k.device, "version") or 0)
+            if only_if_new and current:
+                return None
+            doc = build(current + 1)
+            data = snap.canonical_bytes(doc)
+            sid = snap.snapshot_id(data)
+            status, version = self.scripts.publish(
+                keys=[k.device, k.snapshot(sid), k.snapshots, k.events],
+                args=[device, sid, data, current + 1, current, doc["num_qubits"], self.events_maxlen, int(only_if_new)],
+            )
+            if status == "published":
+                self.redis.sadd(Keys.registry, device)
+                log.info("published snapshot %s v%s for %s", sid[:12], version, device)
+                return sid, int(version)
+            if status == "exists":
+                self.redis.sadd(Keys.registry, device)
+                return None
+        raise VqpuError(f"could not publish a snapshot for {device}: too many concurrent publishers", "try again")
+
+    def seed(self, names: Iterable[str]) -> list[str]:
+        """Register built-in devices that are not there yet; never replaces a snapshot."""
+        from jupyter_vqpu.core import catalog
+
+        self.scripts.load_all()
+        added = []
+        for name in names:
+            if self.redis.exists(self.keys(name).device):
+                self.redis.sadd(Keys.registry, name)
+                continue
+            if self.publish(name, lambda v, n=name: catalog.builtin_snapshot(n, version=v), only_if_new=True):
+                added.append(name)
+        return added
+
+    def update_calibration(self, device: str, files: list[str]) -> tuple[str, int]:
+        """Publish a new snapshot from IBM conf/props JSON files (a device mutation)."""
+        import os
+
+        conf, props = snap.read_calibration_files(files)
+        return self.publish_calibration(device, conf, props,
+                                        "calibration file " + ", ".join(os.path.basename(f) for f in files))
+
+    def publish_calibration(self, device: str, conf: dict | None, props: dict, source: str) -> tuple[str, int]:
+        """Publish a new snapshot from parsed IBM calibration; without ``conf`` the topology is kept."""
+        self._require_device(device)
+        base = snap.load_snapshot(self.snapshot_bytes(device))
+        result = self.publish(
+            device,
+            lambda v: snap.snapshot_from_ibm(conf, props, device=device, version=v, source=source, base=base),
+        )
+        assert result is not None
+        return result
+
+    def set_admin_state(self, device: str, state: str) -> None:
+        if state not in ("active", "draining"):
+            raise InvalidRequest(f"unknown device state {state!r}", "use active or draining")
+        self._require_device(device)
+        self.redis.hset(self.keys(device).device, "admin_state", state)
+
+    # ------------------------------------------------------------- tasks
+
+    def validate(self, *, device: str, shots: Any, seed: Any, optimization_level: Any, name: Any,
+                 limits: Limits | None = None) -> dict[str, str]:
+        """Check the scalar fields of a submission; returns them as task fields."""
+        lim = limits or self.limits
+        if isinstance(shots, bool) or not isinstance(shots, int):
+            raise InvalidRequest(f"shots must be a whole number, got {shots!r}", "e.g. shots=4096")
+        if shots < 1:
+            raise InvalidRequest(f"shots must be at least 1, got {shots}", "e.g. shots=4096")
+        if shots > lim.max_shots:
+            raise LimitExceeded(f"shots={shots} is over the limit of {lim.max_shots}", "ask for fewer shots")
+        fields = {"device": device, "shots": str(shots)}
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+                raise InvalidRequest(f"seed must be a whole number in [0, 2^63), got {seed!r}", "e.g. seed=7")
+            fields["seed"] = str(seed)
+        if isinstance(optimization_level, bool) or optimization_level not in (0, 1, 2, 3):
+            raise InvalidRequest(f"optimization_level must be 0, 1, 2 or 3, got {optimization_level!r}", "")
+        fields["optimization_level"] = str(optimization_level)
+        if name is not None:
+            if not isinstance(name, str) or len(name) > lim.max_name_chars:
+                raise InvalidRequest(f"name must be text of at most {lim.max_name_chars} characters", "")
+            fields["name"] = name
+        return fields
+
+    def check_circuit(self, text: str, fmt: str | None, device_qubits: int,
+                      limits: Limits | None = None) -> tuple[str, int]:
+        """Parse the circuit under the size bounds; returns (format, qubit count)."""
+        from jupyter_vqpu.core import circuits
+
+        lim = limits or self.limits
+        if not isinstance(text, str) or not text.strip():
+            raise CircuitError("the circuit is empty", "send OpenQASM 2/3 text or a QuantumCircuit")
+        size = len(text.encode())
+        if size > lim.max_circuit_bytes:
+            raise LimitExceeded(
+                f"the circuit is {size} bytes, over the limit of {lim.max_circuit_bytes}", "send a smaller circuit"
+            )
+        fmt = fmt or circuits.detect_format(text)
+        qc = circuits.parse_circuit(text, fmt, max_bytes=lim.max_circuit_bytes, max_ops=lim.max_ops)
+        if qc.num_qubits > device_qubits:
+            raise LimitExceeded(
+                f"the circuit has {qc.num_qubits} qubits but the device has {device_qubits}",
+                "use fewer qubits or a larger device (see `vqpu devices`)",
+            )
+        # A circuit already laid out on a 156-qubit device declares them all but
+        # uses a few: the simulation cost follows the qubits that are touched.
+        active = len({q for inst in qc.data for q in inst.qubits})
+        if active > lim.max_qubits:
+            raise LimitExceeded(
+                f"the circuit acts on {active} qubits, over the simulation limit of {lim.max_qubits}",
+                "use fewer qubits",
+            )
+        return fmt, active
+
+    def submit(
+        self,
+        *,
+        owner: str,
+        device: str,
+        circuit: str,
+        circuit_format: str | None = None,
+        shots: int = 1024,
+        seed: int | None = None,
+        optimization_level: int = 1,
+        name: str | None = None,
+        snapshot: str | None = None,
+        idempotency_key: str | None = None,
+        options: dict[str, Any] | None = None,
+        limits: Limits | None = None,
+    ) -> dict[str, Any]:
+        """Validate and enqueue one task; with an idempotency key a retry returns the same task.
+
+        ``limits`` replaces this control plane's own for this one submission:
+        a hub gateway passes the limits of the caller's group."""
+        lim = limits or self.limits
+        fields = self.validate(device=device, shots=shots, seed=seed, optimization_level=optimization_level,
+                               name=name, limits=lim)
+        dev = self._require_device(device)
+        k = self.keys(device)
+        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
+            raise InvalidRequest("idempotency_key must be 1-200 characters of text", "")
+        if snapshot is not None and (not isinstance(snapshot, str) or not SNAPSHOT_ID_RE.match(snapshot)):
+            raise UnknownSnapshot(f"invalid snapshot id {snapshot!r}", "snapshot ids are 64 hex digits; see `vqpu devices`")
+        if idempotency_key:
+            existing = self.redis.get(k.idempotency(owner, idempotency_key))
+            if existing:
+                return self.task(existing)
+        fmt, nq = self.check_circuit(circuit, circuit_format, int(dev.get("num_qubits") or 0), limits=lim)
+        if lim.submissions_per_minute > 0:
+            self._check_rate(owner, lim.submissions_per_minute)
+        fields.update(circuit=circuit, circuit_format=fmt, num_qubits=str(nq), options=json.dumps(options or {}))
+        task_id = new_task_id(device)
+        reply = self.scripts.submit(
+            keys=self.submit_keys(device, task_id, owner, idempotency_key, snapshot),
+            args=[task_id, owner, json.dumps(fields), IDEMPOTENCY_TTL_S if idempotency_key else 0,
+                  snapshot or "", self.events_maxlen, lim.max_queued_per_owner],
+        )
+        status = reply[0]
+        if status == "error":
+            code, detail = reply[1], reply[2]
+            if code == "unknown_device":
+                raise UnknownDevice(f"unknown device {device!r}", "see `vqpu devices`")
+            if code == "device_draining":
+                raise DeviceDraining(f"device {device} is draining and takes no new tasks", "try another device or later")
+            if code == "unknown_snapshot":
+                raise UnknownSnapshot(f"no snapshot {detail[:12]} on {device}", f"list them with `vqpu device snapshots {device}`")
+            if code == "queue_limit":
+                raise LimitExceeded(f"you already have {detail} tasks queued on {device} (the limit)", "wait for some to finish")
+            raise VqpuError(f"submit failed: {code} {detail}")
+        if status == "existing":
+            return self.task(reply[1])
+        # The script says what it created: the view is built here, without reading the task back
+        # (it is the state at submission, 'queued', even if an agent has claimed it since).
+        _, _, position, now, seq, vtag, newest, offline_since = reply
+        h = {"id": task_id, "owner": owner, "state": "queued", "attempt": "0", "seq": str(seq), "vtag": str(vtag),
+             "created_at": str(now), "updated_at": str(now), "pinned_snapshot": snapshot or "", **fields}
+        return self._queued_view(h, int(position), int(now), float(newest) if newest else None, offline_since)
+
+    def submit_keys(self, device: str, task_id: str, owner: str, idempotency_key: str | None = None,
+                    snapshot: str | None = None) -> list[str]:
+        """KEYS of submit.lua, in its order (the benchmarks call the script alone with them)."""
+        k = self.keys(device)
+        return [k.task(task_id), k.history(task_id), k.events, k.device, k.queue, k.pending,
+                k.idempotency(owner, idempotency_key) if idempotency_key else k.device, k.owner_index(owner),
+                k.snapshot(snapshot) if snapshot else k.device, k.agents]
+
+    def _check_rate(self, owner: str, per_minute: int) -> None:
+        """A sliding one-minute window of submissions per owner, across devices."""
+        reply = self.scripts.rate(keys=[Keys.rate(owner)], args=[per_minute, 60_000])
+        if reply[0] == "limited":
+            wait_s = max(1, -(-int(reply[1]) // 1000))
+            raise LimitExceeded(f"you submitted {per_minute} tasks in the last minute (the limit)",
+                                f"wait {wait_s} s before submitting again")
+
+    def _task_hash(self, task_id: str) -> tuple[Keys, dict[str, str]]:
+        k = self.keys(device_of(task_id))
+        h = self.redis.hgetall(k.task(task_id))
+        if not h:
+            raise TaskNotFound(f"no task {task_id}", "see `vqpu tasks` for your tasks")
+        return k, h
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        k, h = self._task_hash(task_id)
+        if h.get("state") != "queued":
+            return task_view(h)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrank(k.pending, task_id)
+        pipe.time()
+        pipe.zrange(k.agents, -1, -1, withscores=True)
+        pipe.hget(k.device, "offline_since")
+        rank, (sec, usec), newest, offline_since = pipe.execute()
+        return self._queued_view(h, rank + 1 if rank is not None else None, sec * 1000 + usec // 1000,
+                                 newest[0][1] if newest else None, offline_since)
+
+    @staticmethod
+    def _queued_view(h: dict[str, str], position: int | None, now_ms: int, newest_agent_ms: float | None,
+                     offline_since: str | None) -> dict[str, Any]:
+        """A queued task's view, with a notice when no agent serves its device (why it is not moving)."""
+        view = task_view(h, position)
+        if newest_agent_ms is None or newest_agent_ms <= now_ms:
+            since = _ms_to_s(offline_since) or _ms_to_s(h.get("created_at"))
+            view["notice"] = f"no agent online for {view['device']} since " + time.strftime(
+                "%H:%M", time.localtime(since)
+            )
+        return view
+
+    def owner_of(self, task_id: str) -> str:
+        return self._task_hash(task_id)[1].get("owner", "")
+
+    def history(self, task_id: str) -> list[dict[str, Any]]:
+        k = self.keys(device_of(task_id))
+        return [json.loads(e) for e in self.redis.lrange(k.history(task_id), 0, -1)]
+
+    def result(self, task_id: str) -> dict[str, Any] | None:
+        k = self.keys(device_of(task_id))
+        data = self.redis.get(k.result(task_id))
+        return json.loads(data) if data else None
+
+    def circuit(self, task_id: str) -> tuple[str, str]:
+        _, h = self._task_hash(task_id)
+        return h.get("circuit_format", "qasm3"), h.get("circuit", "")
+
+    def tasks(self, owner: str, devices: Iterable[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """An owner's most recent tasks across devices, newest first."""
+        names = list(devices) if devices is not None else self.device_names()
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.zrevrange(self.keys(name).owner_index(owner), 0, limit - 1, withscores=True)
+        ids = sorted(
+            ((score, tid) for reply in pipe.execute() for tid, score in reply), reverse=True
+        )[:limit]
+        pipe = self.redis.pipeline(transaction=False)
+        for _, tid in ids:
+            k = self.keys(device_of(tid))
+            pipe.hgetall(k.task(tid))
+            pipe.zrank(k.pending, tid)
+        replies = pipe.execute()
+        return [
+            task_view(replies[2 * i], replies[2 * i + 1] + 1 if replies[2 * i + 1] is not None else None)
+            for i in range(len(ids))
+            if replies[2 * i]
+        ]
+
+    def cancel(self, task_id: str, by: str) -> dict[str, Any]:
+        """Cancel a task in any non-final state. Cancelling a final task changes nothing."""
+        k = self.keys(device_of(task_id))
+        reply = self.scripts.cancel(
+            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.device, k.stats],
+            args=[task_id, by, self.events_maxlen],
+        )
+        if reply[0] == "missing":
+            raise TaskNotFound(f"no task {task_id}", "see `vqpu tasks` for your tasks")
+        view = self.task(task_id)
+        view["cancel"] = {"cancelled": reply[0] == "cancelled", "previous": reply[1]}
+        return view
+
+    # ----------------------------------------------------- waiting, events
+
+    def last_event_id(self, device: str) -> str:
+        last = self.redis.xrevrange(self.keys(device).events, count=1)
+        return last[0][0] if last else "0-0"
+
+    def read_events(self, cursors: dict[str, str], block_ms: int | None, count: int = 500) -> list[tuple[str, str, dict]]:
+        """New events after each device's cursor: (device, event id, fields). Updates ``cursors``."""
+        streams = {self.keys(d).events: c for d, c in cursors.items()}
+        reply = self.redis.xread(streams, count=count, block=block_ms)
+        out = []
+        for stream, entries in reply or []:
+            device = stream.split("{", 1)[1].split("}", 1)[0]
+            for eid, fields in entries:
+                out.append((device, eid, fields))
+                cursors[device] = eid
+        return out
+
+    def watch(self, task_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """Yield the task's view now and after each of its events, until it is final.
+
+        Blocks on the events stream (no polling). Raises ResultTimeout."""
+        device = device_of(task_id)
+        cursors = {device: self.last_event_id(device)}
+
+        def changed(seconds: float) -> bool:
+            events = self.read_events(cursors, max(1, int(min(seconds, 2.0) * 1000)))
+            return not events or any(f.get("task") == task_id for _, _, f in events)
+
+        return follow(task_id, lambda: self.task(task_id), changed, timeout, f"wait longer with `vqpu wait {task_id}`")
+
+    def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        view: dict[str, Any] = {}
+        for view in self.watch(task_id, timeout):
+            pass
+        return view
+
+    # ----------------------------------------------------- agent's side
+
+    def ensure_group(self, device: str) -> None:
+        try:
+            self.redis.xgroup_create(self.keys(device).queue, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read_work(self, devices: list[str], consumer: str, count: int, block_ms: int) -> list[tuple[str, str, str]]:
+        """Block for new work pointers: (device, stream entry id, task id)."""
+        streams = {self.keys(d).queue: ">" for d in devices}
+        reply = self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+        out = []
+        for stream, entries in reply or []:
+            device = stream.split("{", 1)[1].split("}", 1)[0]
+            for eid, fields in entries:
+                out.append((device, eid, fields.get("task", "")))
+        return out
+
+    def stale_work(self, device: str, consumer: str, min_idle_ms: int, count: int = 100) -> list[tuple[str, str, str]]:
+        """Pointers delivered to a consumer that died before claiming them."""
+        reply = self.redis.xautoclaim(self.keys(device).queue, GROUP, consumer, min_idle_ms, "0-0", count=count)
+        return [(device, eid, fields.get("task", "")) for eid, fields in reply[1] if fields]
+
+    def claim(self, device: str, task_id: str, agent: str, lease_ms: int, entry_id: str = "",
+              consume_on_skip: bool = True) -> Claim | None:
+        """Claim one named task (and consume the pointer that woke us)."""
+        return self._claim_first(device, [task_id], agent, lease_ms, entry_id, consume_on_skip)
+
+    def _claim_first(self, device: str, candidates: list[str], agent: str, lease_ms: int, entry_id: str,
+                     consume_on_skip: bool) -> Claim | None:
+        k = self.keys(device)
+        keys = [k.events, k.device, k.pending, k.leases, k.queue]
+        for task_id in candidates:
+            keys += [k.task(task_id), k.history(task_id)]
+        reply = self.scripts.claim(
+            keys=keys,
+            args=[agent, lease_ms, GROUP, entry_id, self.events_maxlen, int(consume_on_skip), *candidates],
+        )
+        if reply[0] != "claimed":
+            return None
+        return Claim(reply[1], device, int(reply[2]), reply[3], _decode_pairs(reply[4:]))
+
+    def claim_next(self, device: str, agent: str, lease_ms: int, entry_id: str, tries: int = 8,
+                   window: int = CLAIM_WINDOW) -> Claim | None:
+        """Claim the task at the head of the queue, whichever task the pointer named.
+
+        Pointers only wake agents up; the order is the pending set's (fair share
+        across owners, see submit.lua), so a task returned by the reaper goes to
+        the front again, and the queue position a user sees is the real one. The
+        script gets the first ``window`` ids and takes the first still queued, so
+        agents racing for the head do not all retry for one task; losing every
+        candidate retries with the new head. The pointer is consumed only by a
+        successful claim, or when the queue is empty (a cancelled task's
+        leftover pointer)."""
+        k = self.keys(device)
+        for _ in range(tries):
+            head = self.redis.zrange(k.pending, 0, window - 1)
+            if not head:
+                if not entry_id:
+                    return None
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.xack(k.queue, GROUP, entry_id)
+                pipe.xdel(k.queue, entry_id)
+                pipe.execute()
+                return None
+            claim = self._claim_first(device, head, agent, lease_ms, entry_id, consume_on_skip=False)
+            if claim is not None:
+                return claim
+        return None  # heavy contention: the pointer stays pending and is redelivered later
+
+    def progress(self, task_id: str, agent: str, token: int, state: str = "", detail: dict | None = None,
+                 lease_ms: int = 30_000, client: Any = None) -> Any:
+        """A fenced heartbeat (state '') or move to scheduled/running. Returns the script's verdict."""
+        k = self.keys(device_of(task_id))
+        return self.scripts.progress(
+            keys=[k.task(task_id), k.history(task_id), k.events, k.leases],
+            args=[task_id, agent, token, state, json.dumps(detail or {}), lease_ms, self.events_maxlen],
+            client=client,
+        )
+
+    def heartbeat(self, held: list[tuple[str, int]], agent: str, lease_ms: int) -> dict[str, str]:
+        """Renew every held lease in one round trip; returns task id -> 'ok' / 'cancelled' / 'fenced'."""
+        if not held:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id, token in held:
+            self.progress(task_id, agent, token, "", None, lease_ms, client=pipe)
+        return {tid: reply[0] for (tid, _), reply in zip(held, pipe.execute())}
+
+    def finish(self, task_id: str, agent: str, token: int, outcome: str, *, result: dict | None = None,
+               reason: str = "", error: str = "") -> str:
+        """Complete or fail an attempt. Returns 'ok', 'cancelled' or 'fenced'."""
+        k = self.keys(device_of(task_id))
+        summary: dict[str, Any] = {}
+        if result is not None:
+            summary = {
+                "snapshot": result.get("snapshot_id"),
+                "timings": result.get("timings"),
+                "simulator": (result.get("simulator") or {}).get("device"),
+            }
+        reply = self.scripts.finish(
+            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.result(task_id), k.stats],
+            args=[task_id, agent, token, outcome, json.dumps(result) if result is not None else "",
+                  reason, error[:1000], json.dumps(summary), self.events_maxlen],
+        )
+        return reply[0]
+
+    def held_by(self, device: str, agent: str) -> list[Claim]:
+        """The tasks an agent id holds now (for an agent restarting to re-attach to its jobs)."""
+        k = self.keys(device)
+        ids = self.redis.zrange(k.leases, 0, -1)
+        pipe = self.redis.pipeline(transaction=False)
+        for tid in ids:
+            pipe.hgetall(k.task(tid))
+        out = []
+        for tid, h in zip(ids, pipe.execute()):
+            if h and h.get("agent") == agent and h.get("state") in ("claimed", "scheduled", "running"):
+                out.append(Claim(tid, device, int(h["attempt"]), h.get("snapshot", ""), h))
+        return out
+
+    def expired(self, device: str) -> list[str]:
+        now_ms = int(self.server_time() * 1000)
+        return self.redis.zrangebyscore(self.keys(device).leases, "-inf", now_ms)
+
+    def recover(self, device: str, *, max_attempts: int, by: str, task_ids: Iterable[str] | None = None,
+                force: bool = False) -> list[tuple[str, str, int]]:
+        """Return expired tasks to the queue (or fail them as lost): (task, verdict, attempt)."""
+        k = self.keys(device)
+        out = []
+        for task_id in list(task_ids) if task_ids is not None else self.expired(device):
+            reply = self.scripts.recover(
+                keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.queue, k.device, k.stats],
+                args=[task_id, max_attempts, by, self.events_maxlen, "1" if force else "0"],
+            )
+            out.append((task_id, reply[0], int(reply[1]) if isinstance(reply[1], int) else 0))
+        return out
+
+    def presence(self, device: str, agent: str, ttl_ms: int) -> int:
+        k = self.keys(device)
+        return int(self.scripts.presence(keys=[k.agents, k.events, k.device], args=[agent, ttl_ms, self.events_maxlen]))
+
+    def stats(self, device: str) -> DeviceStats:
+        """The device's cumulative task counters and phase latency histograms (see jupyter_vqpu/core/stats.py)."""
+        return parse_stats(self.redis.hgetall(self.keys(check_device_name(device)).stats))

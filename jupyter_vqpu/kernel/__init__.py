@@ -1,0 +1,1 @@
+"""The kernel face: the %%vqpu magic, the live widget, the HTTP transport and the Qiskit backend."""

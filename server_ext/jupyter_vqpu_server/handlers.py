@@ -1,0 +1,357 @@
+"""HTTP and WebSocket handlers for the vQPU API (``.../vqpu/api/``), shared by two apps.
+
+Thin on purpose: take the authenticated ``Caller``, pass it and the request to
+``VqpuService``, write JSON. The endpoints are written ONCE here, as mixins;
+each app combines them with its own base class, which only authenticates and
+derives the Caller:
+
+- the Jupyter server extension (``ServerApiBase`` / ``ServerSocketBase`` below):
+  jupyter_server's identity provider and authorizer;
+- the hub gateway (``gateway.HubApiBase`` / ``gateway.HubSocketBase``):
+  JupyterHub OAuth and custom scopes.
+
+``api_handlers(prefix, http_base, socket_base)`` builds the routes from
+``API_ROUTES``, so both apps serve exactly the same ones. Errors of every
+handler go through ONE translator (``ApiMixin.write_error``): a VqpuError
+becomes its own status and ``{"error", "message", "hint"}``; anything
+unexpected becomes a generic 500 whose traceback goes to the log only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import getpass
+import json
+import math
+from http.client import responses
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from jupyter_vqpu.core.errors import InvalidRequest, VqpuError
+from jupyter_vqpu_server.caller import Caller
+from jupyter_vqpu_server.service import VqpuService
+
+AUTH_RESOURCE = "vqpu"
+#: jupyter_server authorizer resource for device administration (drain, resume, publish) on a server
+ADMIN_RESOURCE = "vqpu_admin"
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+}
+_HTTP_HINTS = {
+    401: "send 'Authorization: token <your JupyterHub API token>' (kernels and terminals have it as "
+         "$JUPYTERHUB_API_TOKEN), or sign in",
+}
+
+
+def _http_message(exc: web.HTTPError | None, status: int) -> str:
+    """The readable part of a tornado HTTPError (auth failures, 405s), else the status phrase."""
+    if exc is not None and exc.log_message:
+        try:
+            return exc.log_message % exc.args if exc.args else exc.log_message
+        except (TypeError, ValueError):
+            return exc.log_message
+    return responses.get(status, "error")
+
+
+# ------------------------------------------------------------ shared parts
+
+
+class ApiMixin:
+    """What every vQPU endpoint shares: the service, the caller, JSON in and out, the error translator.
+
+    The app's base class provides ``caller`` (a Caller) once the request is authenticated."""
+
+    settings: dict[str, Any]
+    request: Any
+    caller: Caller
+
+    @property
+    def service(self) -> VqpuService:
+        return self.settings["vqpu_service"]
+
+    @property
+    def api_base(self) -> str:
+        """The URL path the API is served under (for Location headers)."""
+        return self.settings["vqpu_api_base"]
+
+    def json_body(self) -> Any:
+        """The request body as JSON; a 400 that says what is wrong otherwise."""
+        body = self.request.body
+        if not body:
+            raise InvalidRequest("the request has no body", "send a JSON object")
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidRequest(f"the request body is not valid JSON ({exc})", "send a JSON object") from None
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Expected errors are the user's, not the server's: one info line, no traceback."""
+        if isinstance(value, VqpuError):
+            self.log.info("vqpu %s %s -> %s: %s", self.request.method, self.request.path, value.code, value.message)
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        if isinstance(exc, VqpuError):
+            status, body = exc.http_status, exc.to_dict()
+        elif isinstance(exc, web.HTTPError) or exc is None:
+            status = status_code
+            body = {"error": _HTTP_CODES.get(status, "http_error"), "message": _http_message(exc, status),
+                    "hint": _HTTP_HINTS.get(status, "")}
+        else:  # a bug: details are in the log (log_exception), not in the reply
+            status = 500
+            body = {
+                "error": "internal_error",
+                "message": "internal error in the vQPU service",
+                "hint": "the server log has the details",
+            }
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+
+# ------------------------------------------------------------- endpoints
+
+
+class DevicesEndpoint(ApiMixin):
+    async def get(self) -> None:
+        self.write_json(await self.service.run(self.service.devices, self.caller))
+
+
+class SnapshotEndpoint(ApiMixin):
+    async def get(self, device: str, snapshot_id: str | None = None) -> None:
+        data = await self.service.run(self.service.snapshot, self.caller, device, snapshot_id)
+        self.set_header("Content-Type", "application/json")
+        self.finish(data)  # already canonical JSON; sent byte for byte so its id (a hash) verifies
+
+
+class SnapshotsEndpoint(ApiMixin):
+    """``POST devices/{name}/snapshots``: publish new calibration (operators only)."""
+
+    async def post(self, device: str) -> None:
+        view = await self.service.run(self.service.publish_calibration, self.caller, device, self.json_body())
+        self.write_json(view, 201)
+
+
+class DeviceStateEndpoint(ApiMixin):
+    """``POST devices/{name}/drain`` and ``.../resume`` (operators only)."""
+
+    async def post(self, device: str, action: str) -> None:
+        state = "draining" if action == "drain" else "active"
+        self.write_json(await self.service.run(self.service.set_admin_state, self.caller, device, state))
+
+
+class TasksEndpoint(ApiMixin):
+    async def get(self) -> None:
+        owner = self.get_argument("owner", None) or None
+        group = self.get_argument("group", None) or None
+        self.write_json(await self.service.run(self.service.list, self.caller, owner, group))
+
+    async def post(self) -> None:
+        view = await self.service.run(self.service.submit, self.caller, self.json_body())
+        self.set_header("Location", url_path_join(self.api_base, "tasks", view["task_id"]))
+        self.write_json(view, 201)
+
+
+class TaskEndpoint(ApiMixin):
+    async def get(self, task_id: str) -> None:
+        self.write_json(await self.service.run(self.service.get, self.caller, task_id))
+
+    async def delete(self, task_id: str) -> None:
+        self.write_json(await self.service.run(self.service.cancel, self.caller, task_id))
+
+
+class EventsPollEndpoint(ApiMixin):
+    """Long-poll fallback for clients that cannot keep a WebSocket open."""
+
+    async def get(self) -> None:
+        cursor = self.get_argument("cursor", "")
+        raw = self.get_argument("timeout", "25")
+        try:
+            timeout = float(raw)
+        except ValueError:
+            timeout = math.nan
+        if not math.isfinite(timeout) or timeout < 0:
+            raise InvalidRequest(f"timeout must be a number of seconds >= 0, got {raw!r}", "e.g. timeout=25")
+        self.write_json(await self.service.poll(self.caller, cursor, timeout))
+
+
+class EventsSocketEndpoint:
+    """Pushes the caller's task events and device status as JSON messages.
+
+    Messages: ``{"type": "event", ...}`` as in the long-poll, and
+    ``{"type": "devices", "devices": [...]}`` on connect, after device-level
+    events and every ``devices_interval`` seconds. The app's socket base
+    authenticates the upgrade (``get``) and sets ``caller``."""
+
+    settings: dict[str, Any]
+    caller: Caller
+    _forwarder: asyncio.Task | None = None
+    _sub: Any = None
+
+    @property
+    def service(self) -> VqpuService:
+        return self.settings["vqpu_service"]
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        super().open(*args, **kwargs)  # type: ignore[misc]  # starts the keep-alive pings
+        self._sub = await self.service.pump.subscribe(self.caller.name)
+        if self.ws_connection is None:  # closed while we waited
+            self.service.pump.unsubscribe(self._sub)
+            return
+        self._forwarder = asyncio.get_running_loop().create_task(self._forward())
+
+    def on_message(self, message: str | bytes) -> None:
+        """Clients have nothing to say on this socket; ignore what they send."""
+
+    def on_close(self) -> None:
+        if self._sub is not None:
+            self.service.pump.unsubscribe(self._sub)
+        if self._forwarder is not None:
+            self._forwarder.cancel()
+
+    async def _send_devices(self) -> None:
+        try:
+            devices = await self.service.run(self.service.devices, self.caller)
+        except VqpuError as exc:
+            await self.write_message(json.dumps({"type": "error", **exc.to_dict()}))
+            return
+        await self.write_message(json.dumps({"type": "devices", "devices": devices}))
+
+    async def _forward(self) -> None:
+        interval = float(self.settings.get("vqpu_devices_interval", 10))
+        try:
+            await self._send_devices()
+            while True:
+                try:
+                    message = await asyncio.wait_for(self._sub.queue.get(), interval)
+                except asyncio.TimeoutError:
+                    await self._send_devices()
+                    continue
+                await self.write_message(json.dumps(message))
+                if self._sub.overflowed:
+                    self.close(1013, "too many events queued for this client; reconnect")
+                    return
+                if message.get("task") is None:  # snapshot / agent_online / agent_offline
+                    await self._send_devices()
+        except WebSocketClosedError:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("vqpu: events socket failed")
+            self.close(1011, "internal error in the vQPU service")
+
+
+_DEVICE = r"(?P<device>[^/]+)"
+
+#: Every route of the API, relative to its prefix: (pattern, endpoint, is_websocket).
+#: The one list both apps serve; the hub authorization-matrix test enumerates it.
+API_ROUTES: list[tuple[str, type, bool]] = [
+    ("devices", DevicesEndpoint, False),
+    (rf"devices/{_DEVICE}/snapshot", SnapshotEndpoint, False),
+    (rf"devices/{_DEVICE}/snapshot/(?P<snapshot_id>[^/]+)", SnapshotEndpoint, False),
+    (rf"devices/{_DEVICE}/snapshots", SnapshotsEndpoint, False),
+    (rf"devices/{_DEVICE}/(?P<action>drain|resume)", DeviceStateEndpoint, False),
+    ("tasks", TasksEndpoint, False),
+    (r"tasks/(?P<task_id>[^/]+)", TaskEndpoint, False),
+    ("events", EventsSocketEndpoint, True),
+    ("events/poll", EventsPollEndpoint, False),
+]
+
+
+@functools.cache
+def _concrete(endpoint: type, base: type) -> type:
+    """``endpoint`` served by ``base``: one class per pair, so names stay stable in logs."""
+    return type(f"{endpoint.__name__.removesuffix('Endpoint')}{base.__name__}", (endpoint, base), {})
+
+
+def api_handlers(prefix: str, http_base: type, socket_base: type) -> list[tuple[str, type]]:
+    """The API's tornado routes under ``prefix`` (a regex path such as ``/vqpu/api``)."""
+    prefix = prefix.rstrip("/")
+    return [(f"{prefix}/{pattern}", _concrete(endpoint, socket_base if ws else http_base))
+            for pattern, endpoint, ws in API_ROUTES]
+
+
+# ------------------------------------------- the Jupyter server extension's bases
+
+_SINGLE_PERSON_PROVIDERS = (IdentityProvider, PasswordIdentityProvider)
+_SERVER_ACCOUNT = getpass.getuser()
+ACTIONS = {"GET": "read", "HEAD": "read", "OPTIONS": "read"}
+
+
+class ServerCallerMixin:
+    """The Caller on a Jupyter server: its identity provider names the user, its authorizer grants rights."""
+
+    settings: dict[str, Any]
+    current_user: Any
+
+    @property
+    def user_name(self) -> str:
+        """The authenticated user; the only owner a task can get through this API.
+
+        jupyter_server's stock token/password identity gives every cookie-less
+        token request a fresh random name, although such a server belongs to one
+        person: there the owner is the account the server runs as. Real identity
+        providers (JupyterHub's, OAuth) name their users and are used as they are."""
+        provider = self.settings.get("identity_provider")
+        if type(provider) in _SINGLE_PERSON_PROVIDERS:
+            return _SERVER_ACCOUNT
+        return self.current_user.username
+
+    @functools.cached_property
+    def caller(self) -> Caller:
+        """Everyone the server lets in may submit; device administration needs ``vqpu_admin``.
+
+        Nobody oversees others' tasks here: a server is one person's (or, with a
+        custom authorizer, several people's who each see their own)."""
+        operates = self.authorizer.is_authorized(self, self.current_user, "write", ADMIN_RESOURCE)
+        return Caller(name=self.user_name, submit=True, operates=bool(operates))
+
+
+class ServerApiBase(ServerCallerMixin, ExtensionHandlerMixin, APIHandler):
+    """The server extension's JSON handlers: jupyter_server login (403 without), then its authorizer on ``vqpu``."""
+
+    auth_resource = AUTH_RESOURCE
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare()  # authenticates; an API handler answers 403 rather than redirecting
+        if self.current_user is None:
+            raise web.HTTPError(403, "not signed in to this Jupyter server")
+        action = ACTIONS.get(self.request.method or "", "write")
+        if not self.authorizer.is_authorized(self, self.current_user, action, AUTH_RESOURCE):
+            raise web.HTTPError(403, "%s may not %s the vQPU API", self.current_user.username, action)
+
+
+class ServerSocketBase(ServerCallerMixin, ExtensionHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """The server extension's events socket: authenticated like jupyter_server's kernel socket
+    (``ws_authenticated``: a 403 instead of a login redirect, then the authorizer on ``vqpu``)."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def set_default_headers(self) -> None:
+        """No API headers (CSP etc.) on a websocket upgrade, as for kernel sockets."""
+
+    @ws_authenticated
+    @authorized
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        await super().get(*args, **kwargs)
