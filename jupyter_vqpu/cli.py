@@ -1,12 +1,13 @@
 """The ``vqpu`` command line.
 
-Every subcommand that needs the control plane finds it the same way:
-``--redis-url``, else ``VQPU_REDIS_URL``, else the embedded default (started
+Every subcommand that needs the control plane finds it by one rule
+(``jupyter_vqpu.kernel.transport``): ``--redis-url``, ``--api-url``, then
+``VQPU_REDIS_URL``, then ``VQPU_API_URL``, else the embedded default (started
 when needed). A student's terminal on a JupyterHub has no Redis credentials:
 there the user's commands (run, wait, tasks, status, cancel, devices, and
 device drain/resume/update for vQPU admins) speak the hub gateway's HTTP API
-with the user's own hub token, found from ``--api-url`` or from the
-``VQPU_API_URL`` and ``JUPYTERHUB_API_TOKEN`` the hub gives every server.
+with the user's own hub token (``JUPYTERHUB_API_TOKEN``). Operator commands
+(agent, recover, acl, device seed, metrics) always talk to Redis.
 Errors are one line plus what to do, with a non-zero exit.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import time
@@ -35,25 +35,17 @@ def _cp(args: argparse.Namespace):
 
 
 def _api(args: argparse.Namespace):
-    """The HTTP API client when this command should use one (see the module doc), else None."""
-    if getattr(args, "redis_url", None) or os.environ.get("VQPU_REDIS_URL"):
-        return None
-    from jupyter_vqpu.kernel.http import ENV_API_URL, ApiClient
+    """The HTTP API client when this command should use one (the rule of
+    ``jupyter_vqpu.kernel.transport``), else None."""
+    from jupyter_vqpu.kernel.transport import api_client
 
-    if getattr(args, "api_url", None):
-        return ApiClient(args.api_url, os.environ.get("VQPU_API_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN", ""))
-    if os.environ.get("JUPYTERHUB_API_TOKEN") and os.environ.get(ENV_API_URL):
-        return ApiClient()
-    return None
+    return api_client(getattr(args, "redis_url", None), getattr(args, "api_url", None))
 
 
 def _client(args: argparse.Namespace):
-    api = _api(args)
-    if api is not None:
-        return api
-    from jupyter_vqpu.core.client import Client
+    from jupyter_vqpu.kernel.transport import resolve_client
 
-    return Client(control=_cp(args))
+    return resolve_client(getattr(args, "redis_url", None), getattr(args, "api_url", None))
 
 
 def _print_json(obj: Any) -> None:

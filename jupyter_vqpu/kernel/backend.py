@@ -128,7 +128,7 @@ class VqpuBackend(BackendV2):
 def get_backend(device: str = "fez", *, client: Any = None) -> VqpuBackend:
     """The BackendV2 for ``device``, connected the way ``%%vqpu`` connects."""
     if client is None:
-        from jupyter_vqpu.kernel.http import default_client
+        from jupyter_vqpu.kernel.transport import resolve_client
 
-        client = default_client()
+        client = resolve_client()
     return VqpuBackend(device, client)

@@ -15,12 +15,17 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from jupyter_vqpu.core.task import Task
 from jupyter_vqpu.core.errors import ControlPlaneUnavailable, VqpuError
 from jupyter_vqpu.core.lifecycle import follow
+from jupyter_vqpu.core.task import Task
 
 ENV_API_URL = "VQPU_API_URL"
 ENV_API_TOKEN = "VQPU_API_TOKEN"
+
+
+def api_token() -> str:
+    """The token to present to the API: the one our server gave us, else the hub's."""
+    return os.environ.get(ENV_API_TOKEN) or os.environ.get("JUPYTERHUB_API_TOKEN") or ""
 
 
 def api_from_env() -> tuple[str, str] | None:
@@ -28,8 +33,7 @@ def api_from_env() -> tuple[str, str] | None:
     url = os.environ.get(ENV_API_URL)
     if not url:
         return None
-    token = os.environ.get(ENV_API_TOKEN) or os.environ.get("JUPYTERHUB_API_TOKEN") or ""
-    return url.rstrip("/") + "/", token
+    return url.rstrip("/") + "/", api_token()
 
 
 class ApiError(VqpuError):
@@ -155,12 +159,3 @@ class ApiClient:
     def snapshot(self, device: str, snapshot_id: str | None = None) -> dict[str, Any]:
         path = f"devices/{device}/snapshot" + (f"/{snapshot_id}" if snapshot_id else "")
         return self.transport.request("GET", path)
-
-
-def default_client() -> Any:
-    """The HTTP API the server extension (or hub) gave this process, else the embedded default."""
-    if api_from_env() is not None:
-        return ApiClient()
-    from jupyter_vqpu.core.client import Client
-
-    return Client()

@@ -20,7 +20,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import HTML, display
 
 from jupyter_vqpu.core.errors import VqpuError
-from jupyter_vqpu.kernel.http import default_client
+from jupyter_vqpu.kernel.transport import resolve_client
 
 INT_OPTIONS = ("shots", "seed", "optimization_level")
 TEXT_OPTIONS = ("name", "snapshot", "idempotency_key")
@@ -118,7 +118,7 @@ class VqpuMagics(Magics):
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = default_client()
+            self._client = resolve_client()
         return self._client
 
     @line_cell_magic
