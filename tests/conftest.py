@@ -15,6 +15,24 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 REPO = Path(__file__).resolve().parents[1]
 
+# A test that uses one of these fixtures needs that real component, and carries its
+# marker whatever its module says: `-m "not hub"` deselects exactly the tests that
+# start a JupyterHub, `-m redis` selects every test that talks to a redis-server.
+FIXTURE_MARKERS = {
+    "redis": {"redis_server", "redis_url", "cp", "seeded", "vqpu_lab"},
+    "slurm": {"slurm_cluster"},
+    "browser": {"browser", "lab_page", "vqpu_lab"},
+    "hub": {"hub"},
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in FIXTURE_MARKERS.items():
+            if used & fixtures and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
 
 def need_binary(name: str, why: str) -> str:
     """The binary's path; a skip where it is absent, except in CI, where absence is a failure."""

@@ -12,7 +12,7 @@ from jupyter_vqpu.core.control import ControlPlane
 from tests.conftest import GHZ3
 from tests.integration.test_agent import EchoExecutor, Running, wait_for
 
-pytestmark = [pytest.mark.hub, pytest.mark.redis]
+pytestmark = pytest.mark.redis
 
 PASSWORD = "agent-test-password"
 

@@ -16,7 +16,7 @@ from jupyter_vqpu.core.errors import LimitExceeded
 from tests.conftest import BELL_QASM2
 from tests.integration.test_agent import EchoExecutor, Running, wait_for
 
-pytestmark = [pytest.mark.redis, pytest.mark.hub]
+pytestmark = pytest.mark.redis
 
 
 def submit(cp, owner: str, n: int = 1, device: str = "ideal") -> list[dict]:

@@ -18,7 +18,7 @@ from tests.conftest import GHZ3, REPO
 from tests.integration.test_agent import Running
 from tests.integration.test_metrics import PassFailExecutor
 
-pytestmark = [pytest.mark.hub, pytest.mark.redis]
+pytestmark = pytest.mark.redis
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from jupyter_vqpu.core.connection import connect
 from tests.conftest import GHZ3
 from tests.integration.test_agent import EchoExecutor, Running, wait_for
 
-pytestmark = [pytest.mark.hub, pytest.mark.redis]
+pytestmark = pytest.mark.redis
 
 GROUPS = {"alice": "physics-101", "bob": "physics-101", "carol": "staff"}
 PHASES = ("queue", "schedule", "run", "total")

@@ -6,12 +6,8 @@ import re
 import shlex
 import subprocess
 
-import pytest
-
 from jupyter_vqpu import cli
 from tests.conftest import REPO, need_binary
-
-pytestmark = pytest.mark.hub
 
 UNIT = REPO / "slurm" / "vqpu-agent.service"
 

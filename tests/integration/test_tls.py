@@ -21,7 +21,7 @@ from tests.conftest import GHZ3, need_binary
 from tests.integration.test_agent import EchoExecutor, Running
 from tests.support import RedisServer, TlsFiles
 
-pytestmark = [pytest.mark.hub, pytest.mark.redis]
+pytestmark = pytest.mark.redis
 
 
 def _trustme():

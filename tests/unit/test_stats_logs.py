@@ -18,8 +18,6 @@ from jupyter_vqpu.core.snapshot import ideal_snapshot
 from jupyter_vqpu.core.stats import LATENCY_BOUNDS_S, parse_stats
 from tests.conftest import GHZ3
 
-pytestmark = pytest.mark.hub
-
 
 def test_the_lua_buckets_are_the_python_buckets():
     prelude = (resources.files("jupyter_vqpu.core") / "lua" / "prelude.lua").read_text()
