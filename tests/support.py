@@ -50,16 +50,20 @@ class RedisServer:
     ``rediss://`` URL that trusts the test CA and presents the client certificate."""
 
     def __init__(self, directory: Path, port: int | None = None, password: str | None = None,
-                 tls: TlsFiles | None = None) -> None:
+                 tls: TlsFiles | None = None, username: str | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        """``username`` names an ACL user (defined by ``extra_args``, e.g. ``--aclfile``) that ``url``
+        logs in as; without it ``password`` is the default user's (``--requirepass``)."""
         self.dir = directory
         self.port = port or free_port()
         self.password = password
         self.tls = tls
+        self.username = username
+        self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
+        auth = f"{self.username or ''}:{self.password}@" if self.password else ""
         if self.tls:
             return f"rediss://{auth}127.0.0.1:{self.port}/0?{self.tls.url_query()}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
@@ -67,7 +71,7 @@ class RedisServer:
     @property
     def plain_url(self) -> str:
         """The same server as a plaintext URL: what a client without TLS would try."""
-        auth = f":{self.password}@" if self.password else ""
+        auth = f"{self.username or ''}:{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
@@ -80,8 +84,9 @@ class RedisServer:
         cmd = [binary, *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
                "--appendfsync", "everysec", "--dir", str(self.dir), "--maxmemory-policy", "noeviction",
                "--logfile", str(self.dir / "redis.log")]
-        if self.password:
+        if self.password and not self.username:
             cmd += ["--requirepass", self.password]
+        cmd += self.extra_args
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 
