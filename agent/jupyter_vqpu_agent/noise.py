@@ -19,8 +19,6 @@ when Aer's device model changes.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,11 +26,11 @@ from qiskit.providers import BackendV2, Options
 from qiskit.transpiler import Target
 from qiskit_aer.noise import NoiseModel
 
+from jupyter_vqpu.core.cache import Memo
 from jupyter_vqpu.core.snapshot import build_target, canonical_bytes, snapshot_id
 
-_CACHE: OrderedDict[tuple[str, frozenset[int]], NoiseModel] = OrderedDict()
-_CACHE_MAX = 128
-_LOCK = threading.Lock()
+# Per (snapshot id, physical qubit set).
+NOISE_MODELS: Memo[NoiseModel] = Memo(maxsize=128)
 
 
 class _TargetBackend(BackendV2):
@@ -87,26 +85,23 @@ def noise_model_for(doc: dict, physical_qubits: Iterable[int], sid: str | None =
     Cached per (snapshot id, qubit set): a warm worker running the same kind of
     circuit again pays nothing. Treat the returned model as read-only.
     ``sid`` skips re-hashing the document when the caller already knows its id."""
+    return noise_model_with_hit(doc, physical_qubits, sid)[0]
+
+
+def noise_model_with_hit(doc: dict, physical_qubits: Iterable[int],
+                         sid: str | None = None) -> tuple[NoiseModel | None, bool]:
+    """``noise_model_for`` and whether the model was already cached (a runner records it)."""
     if not doc.get("noise"):
-        return None
+        return None, False
     qubits = frozenset(int(q) for q in physical_qubits)
     n = doc["num_qubits"]
     bad = sorted(q for q in qubits if not 0 <= q < n)
     if bad:
         raise ValueError(f"physical qubits {bad} are outside the device's 0..{n - 1}")
     sid = sid or snapshot_id(canonical_bytes(doc))
-    key = (sid, qubits)
-    with _LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-            return hit
-    model = NoiseModel.from_backend(_TargetBackend(restrict_target(build_target(doc, sid), qubits)))
-    with _LOCK:
-        _CACHE[key] = model
-        while len(_CACHE) > _CACHE_MAX:
-            _CACHE.popitem(last=False)
-    return model
+    return NOISE_MODELS.get(
+        (sid, qubits), lambda: NoiseModel.from_backend(_TargetBackend(restrict_target(build_target(doc, sid), qubits)))
+    )
 
 
 def warm_up() -> None:
@@ -123,5 +118,4 @@ def warm_up() -> None:
 
 def clear_cache() -> None:
     """Forget cached noise models (tests, and memory pressure in a long-lived worker)."""
-    with _LOCK:
-        _CACHE.clear()
+    NOISE_MODELS.clear()

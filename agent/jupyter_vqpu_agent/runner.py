@@ -18,25 +18,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import sys
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from jupyter_vqpu.core.cache import Memo
 from jupyter_vqpu.core.errors import CircuitError, LimitExceeded, SnapshotError
 from jupyter_vqpu.core.snapshot import load_snapshot, snapshot_id
-from jupyter_vqpu_agent import bundle
+from jupyter_vqpu_agent import bundle, private
 
 METHODS = ("automatic", "statevector", "density_matrix", "stabilizer", "matrix_product_state", "extended_stabilizer")
 
-_DOCS: OrderedDict[str, dict] = OrderedDict()
-_DOCS_MAX = 8
-_LOCK = threading.Lock()
+# Verified snapshot documents by id (a warm worker re-reads the same bytes task after task).
+DOCS: Memo[dict] = Memo(maxsize=8)
 
 
 class _Failure(Exception):
@@ -86,21 +85,13 @@ def _device_info() -> tuple[list[str], bool]:
     return _DEVICE_INFO
 
 
-def _snapshot(data: bytes, expected_id: str) -> dict:
-    """The verified snapshot document; re-verified bytes hit a per-process cache."""
+def _snapshot(data: bytes, expected_id: str) -> tuple[dict, bool]:
+    """The verified snapshot document, and whether these bytes were verified before."""
     sid = snapshot_id(data)
-    if sid == expected_id:
-        with _LOCK:
-            doc = _DOCS.get(sid)
-            if doc is not None:
-                _DOCS.move_to_end(sid)
-                return doc
-    doc = load_snapshot(data, expected_id)  # raises on a mismatch, non-canonical bytes, bad schema
-    with _LOCK:
-        _DOCS[sid] = doc
-        while len(_DOCS) > _DOCS_MAX:
-            _DOCS.popitem(last=False)
-    return doc
+    if sid != expected_id:
+        load_snapshot(data, expected_id)  # raises the readable mismatch
+    # raises on non-canonical bytes or a bad schema; verified bytes hit the cache
+    return DOCS.get(sid, lambda: load_snapshot(data, expected_id))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -135,8 +126,8 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
     from qiskit.transpiler.exceptions import TranspilerError
 
     from jupyter_vqpu.core.circuits import parse_circuit
-    from jupyter_vqpu.core.snapshot import build_target
-    from jupyter_vqpu_agent.noise import noise_model_for
+    from jupyter_vqpu.core.snapshot import target_for
+    from jupyter_vqpu_agent.noise import noise_model_with_hit
 
     if isinstance(spec.shots, bool) or not isinstance(spec.shots, int) or spec.shots < 1:
         raise _Failure("runner_error", f"shots must be a positive whole number, got {spec.shots!r}")
@@ -157,7 +148,7 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
     except OSError as exc:
         raise _Failure("invalid_snapshot", f"cannot read the snapshot file: {exc.strerror or exc}") from None
     try:
-        doc = _snapshot(data, spec.snapshot_id)
+        doc, doc_hit = _snapshot(data, spec.snapshot_id)
     except SnapshotError as exc:
         raise _Failure("invalid_snapshot", str(exc)) from None
     if doc["device"] != spec.device:
@@ -171,7 +162,7 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
         qc = parse_circuit(text, spec.circuit_format or None, max_qubits=doc["num_qubits"])
     except (CircuitError, LimitExceeded) as exc:
         raise _Failure("invalid_circuit", str(exc)) from None
-    target = build_target(doc, spec.snapshot_id)
+    target, target_hit = target_for(doc, spec.snapshot_id)
     loaded = time.perf_counter()
 
     # ---- transpile to the device
@@ -189,7 +180,7 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
     transpiled = time.perf_counter()
 
     # ---- noise model for the used physical qubits
-    noise = noise_model_for(doc, used, spec.snapshot_id)
+    noise, noise_hit = noise_model_with_hit(doc, used, spec.snapshot_id)
     modelled = time.perf_counter()
 
     # ---- simulate
@@ -210,6 +201,8 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
         "num_qubits": qc.num_qubits,
         "simulator": {"method": used_method, "device": device, "reason": reason,
                       "aer_version": qiskit_aer.__version__, "qiskit_version": qiskit.__version__},
+        # what this run reused from earlier ones in the same (warm) process
+        "cache": {"snapshot": doc_hit, "target": target_hit, "noise_model": noise_hit},
         "timings": {"load": loaded - started, "transpile": transpiled - loaded, "noise_model": modelled - transpiled,
                     "simulate": done - modelled, "total": done - started},
     }
@@ -289,6 +282,7 @@ def _simulate(tqc: Any, shots: int, seed: int, noise: Any, method: str, device: 
 def main(argv: list[str] | None = None) -> int:
     """``python -m jupyter_vqpu_agent.runner BUNDLE_DIR``: 0 on success, 2 on a failure result."""
     args = sys.argv[1:] if argv is None else argv
+    os.umask(private.UMASK)  # a job process: whatever it writes is private (result.json is 0600 anyway)
     if len(args) != 1:
         print("usage: python -m jupyter_vqpu_agent.runner BUNDLE_DIR", file=sys.stderr)
         return 2

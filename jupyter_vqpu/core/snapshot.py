@@ -30,13 +30,12 @@ import hashlib
 import json
 import math
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_vqpu.core.cache import Memo
 from jupyter_vqpu.core.errors import SnapshotError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -545,9 +544,7 @@ def _classify(doc: Any) -> str:
 
 # ----------------------------------------------------------------- target
 
-_TARGETS: OrderedDict[str, Target] = OrderedDict()
-_TARGETS_MAX = 8
-_TARGETS_LOCK = threading.Lock()
+TARGETS: Memo[Target] = Memo(maxsize=8)
 
 
 def build_target(doc: dict, sid: str | None = None) -> Target:
@@ -559,18 +556,12 @@ def build_target(doc: dict, sid: str | None = None) -> Target:
     qubits costs tens of milliseconds, and a warm worker sees the same snapshot
     many times, hence the cache. Treat the returned Target as read-only.
     ``sid`` skips re-hashing when the caller already verified the id."""
-    key = sid or snapshot_id(canonical_bytes(doc))
-    with _TARGETS_LOCK:
-        hit = _TARGETS.get(key)
-        if hit is not None:
-            _TARGETS.move_to_end(key)
-            return hit
-    target = _make_target(doc)
-    with _TARGETS_LOCK:
-        _TARGETS[key] = target
-        while len(_TARGETS) > _TARGETS_MAX:
-            _TARGETS.popitem(last=False)
-    return target
+    return target_for(doc, sid)[0]
+
+
+def target_for(doc: dict, sid: str | None = None) -> tuple[Target, bool]:
+    """``build_target`` and whether the Target was already cached (a runner records it)."""
+    return TARGETS.get(sid or snapshot_id(canonical_bytes(doc)), lambda: _make_target(doc))
 
 
 def _make_target(doc: dict) -> Target:
