@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import json
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -14,16 +18,41 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-def kernel_env(seeded, redis_url, tmp_path, monkeypatch):
-    """Kernels inherit VQPU_REDIS_URL (the operator transport outside a Jupyter server) and an agent serves."""
-    from jupyter_vqpu_agent.executors.local import LocalExecutor
-
+def kernel_setup(seeded, redis_url, monkeypatch):
+    """Kernels inherit VQPU_REDIS_URL (the operator transport outside a Jupyter server); no agent yet."""
     monkeypatch.setenv("VQPU_REDIS_URL", redis_url)
     monkeypatch.delenv("VQPU_API_URL", raising=False)
-    running = Running(redis_url, LocalExecutor(slots=1, log_dir=tmp_path), tmp_path / "work",
-                      devices=("fez", "ideal"), capacity=1)
-    yield seeded
+    return seeded
+
+
+def serve(redis_url: str, tmp_path) -> Running:
+    """An agent that serves fez and ideal from now on."""
+    from jupyter_vqpu_agent.executors.local import LocalExecutor
+
+    return Running(redis_url, LocalExecutor(slots=1, log_dir=tmp_path), tmp_path / "work",
+                   devices=("fez", "ideal"), capacity=1)
+
+
+@pytest.fixture
+def kernel_env(kernel_setup, redis_url, tmp_path):
+    """kernel_setup, with an agent serving from the start."""
+    running = serve(redis_url, tmp_path)
+    yield kernel_setup
     running.stop()
+
+
+@contextlib.contextmanager
+def stepping(nb: nbformat.NotebookNode, timeout: int = 120):
+    """One kernel for ``nb``; yields ``run(i)``, which executes cell i and returns its printed text,
+    so the test can act (start an agent, read Redis) between cells."""
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(REPO)}})
+    with client.setup_kernel():
+        def run(i: int) -> str:
+            client.execute_cell(nb.cells[i], i)
+            return "".join(o.get("text", "") for o in nb.cells[i].outputs if o.get("output_type") == "stream")
+
+        yield run
+        client.set_widgets_metadata()
 
 
 def run_notebook(nb: nbformat.NotebookNode, timeout: int = 300) -> nbformat.NotebookNode:
@@ -62,23 +91,31 @@ def code(*sources: str) -> nbformat.NotebookNode:
     return nb
 
 
-def test_widget_walks_the_states_live_without_blocking_the_kernel(kernel_env):
-    nb = run_notebook(code(
+def test_the_cell_returns_while_its_task_waits_and_the_widget_follows_it_live(kernel_setup, redis_url, tmp_path):
+    cp = kernel_setup
+    nb = code(
         "%load_ext jupyter_vqpu",
         "%%vqpu ideal shots=100 -o t\nOPENQASM 2.0;\ninclude \"qelib1.inc\";\nqreg q[1];\ncreg c[1];\nh q[0];\nmeasure q -> c;",
-        # the kernel is free: this cell runs while the task is followed by the coroutine
-        "print('kernel free, widget state:', t.widget.state)",
+        "print('STATE', t.id, t.widget.state)",
         "import asyncio, time\n"
         "deadline = time.monotonic() + 120\n"
         "while t.widget.state != 'completed' and time.monotonic() < deadline:\n"
         "    await asyncio.sleep(0.05)\n"
         "print('SEEN', t.widget.states_seen)\n"
         "print('COUNTS', t.counts)",
-    ))
-    text = text_of(nb)
-    assert "kernel free, widget state:" in text
-    seen = eval(text.split("SEEN ", 1)[1].splitlines()[0])  # our own printed list
-    assert seen[0] == "queued" and seen[-1] == "completed"
+    )
+    with stepping(nb) as run:
+        run(0)
+        run(1)  # no agent serves yet: a blocking %%vqpu would never return from this cell
+        task_id, state = run(2).split()[1:3]
+        assert state == "queued" and cp.task(task_id)["state"] == "queued"
+        running = serve(redis_url, tmp_path)  # now the task can run, while the kernel is free
+        try:
+            text = run(3)
+        finally:
+            running.stop()
+    seen = ast.literal_eval(text.split("SEEN ", 1)[1].splitlines()[0])  # our own printed list
+    assert seen[0] == "queued" and seen[-1] == "completed" and len(seen) >= 3, seen
     assert [ORDER.index(s) for s in seen] == sorted(ORDER.index(s) for s in seen)
     assert "COUNTS {'" in text
 
@@ -120,23 +157,36 @@ def test_magic_errors_are_one_line(kernel_env):
     assert "built no QuantumCircuit" in messages[4]
 
 
-def test_line_magics_list_devices_and_reattach_to_tasks(kernel_env):
-    cp = kernel_env
+def test_line_magics_list_devices_and_reattach_to_tasks(kernel_setup, redis_url, tmp_path):
+    cp = kernel_setup
     from jupyter_vqpu.core.client import Client
 
-    # submitted "before the kernel restart": the new kernel re-attaches a live widget to it
+    # submitted "before the kernel restart", and still queued (no agent serves yet)
     earlier = Client(control=cp).submit(
         'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\ncreg c[1];\nx q[0];\nmeasure q -> c;', device="ideal",
         shots=50)
-    nb = run_notebook(code(
+    nb = code(
         "%load_ext jupyter_vqpu",
         "%vqpu devices",
         "%vqpu tasks",
         f"t = %vqpu status {earlier.id}\nprint('STATUS', t.id, t.result(timeout=120)['counts'])",
-    ))
+    )
+    with stepping(nb) as run:
+        run(0)
+        run(1)
+        listed = run(2)
+        assert cp.task(earlier.id)["state"] == "queued"
+        running = serve(redis_url, tmp_path)
+        try:
+            status = run(3)
+        finally:
+            running.stop()
     devices_html = "".join(str(o.get("data", {}).get("text/html", "")) for o in nb.cells[1].outputs)
     assert "<b>fez</b>" in devices_html and "<b>ideal</b>" in devices_html
-    listed = nb.cells[2].outputs
-    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in listed) or \
-        earlier.id in "".join(o.get("text", "") for o in listed)
-    assert f"STATUS {earlier.id} {{'1': 50}}" in text_of(nb)
+    # the live task is re-attached as a widget (whose state names it), not printed as a line
+    views = [o for o in nb.cells[2].outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(views) == 1 and earlier.id not in listed, nb.cells[2].outputs
+    model_id = views[0]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+    widget_states = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert model_id in widget_states and earlier.id in json.dumps(widget_states), "the widget is not this task's"
+    assert f"STATUS {earlier.id} {{'1': 50}}" in status
