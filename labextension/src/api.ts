@@ -8,6 +8,11 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import { VqpuApiError } from './apiError';
+import type { TaskState } from './states';
+
+export { VqpuApiError } from './apiError';
+
 export const API_PREFIX = 'vqpu/api';
 
 export type DeviceStatus = 'online' | 'draining' | 'offline' | string;
@@ -26,28 +31,13 @@ export interface IDevice {
   snapshot_age_s?: number | null;
 }
 
-export type TaskState =
-  | 'queued'
-  | 'claimed'
-  | 'scheduled'
-  | 'running'
-  | 'completed'
-  | 'failed'
-  | 'cancelled'
-  | string;
-
-export const FINAL_STATES: ReadonlySet<string> = new Set([
-  'completed',
-  'failed',
-  'cancelled'
-]);
-
 export interface ITaskView {
   task_id: string;
   device: string;
   owner?: string | null;
   name?: string | null;
-  state: TaskState;
+  /** A TaskState; typed wider so a newer server's state still shows. */
+  state: TaskState | string;
   shots?: number | null;
   seed?: number | null;
   snapshot_id?: string | null;
@@ -79,35 +69,17 @@ export interface IEventMessage {
   devices?: IDevice[];
 }
 
-/**
- * An error from the vQPU API. `message` and `hint` come from the server's
- * `{"error", "message", "hint"}` body when there is one.
- */
-export class VqpuApiError extends Error {
-  constructor(
-    message: string,
-    readonly status: number | null,
-    readonly code: string | null = null,
-    readonly hint: string | null = null
-  ) {
-    super(message);
-    this.name = 'VqpuApiError';
-  }
-}
-
 const NOT_INSTALLED_HINT =
   'Is the jupyter-vqpu server extension installed and enabled? ' +
   'Check with `jupyter server extension list`.';
 
 /** Turn a failed response into a VqpuApiError (never throws itself). */
-async function toApiError(
-  response: Response,
-  path: string
-): Promise<VqpuApiError> {
-  let body: any = null;
-  let text = '';
+async function toApiError(response: Response): Promise<VqpuApiError> {
+  /** The server's error body: `{"error", "message", "hint"}`. */
+  let body: { error?: unknown; message?: unknown; hint?: unknown } | null =
+    null;
   try {
-    text = await response.text();
+    const text = await response.text();
     body = text ? JSON.parse(text) : null;
   } catch {
     body = null;
@@ -165,7 +137,7 @@ export async function requestAPI<T>(
     );
   }
   if (!response.ok) {
-    throw await toApiError(response, path);
+    throw await toApiError(response);
   }
   const text = await response.text();
   if (!text) {

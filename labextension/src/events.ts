@@ -5,7 +5,7 @@
 import { ServerConnection } from '@jupyterlab/services';
 
 import {
-  IEventMessage,
+  type IEventMessage,
   VqpuApiError,
   eventsWebSocketUrl,
   pollEvents
@@ -207,11 +207,7 @@ export class EventStream {
         if (!this._polling || this._disposed) {
           break;
         }
-        const apiErr =
-          err instanceof VqpuApiError
-            ? err
-            : new VqpuApiError(String((err as Error)?.message ?? err), null);
-        this._setMode('offline', apiErr);
+        this._setMode('offline', VqpuApiError.from(err));
         await this._sleep(backoffMs);
         backoffMs = Math.min(backoffMs * 2, 30_000);
       }

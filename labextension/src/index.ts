@@ -5,8 +5,8 @@
  */
 import {
   ILayoutRestorer,
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
+  type JupyterFrontEnd,
+  type JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ServerConnection } from '@jupyterlab/services';
 import { LabIcon } from '@jupyterlab/ui-components';
@@ -16,6 +16,7 @@ import { VqpuPanel } from './panel';
 
 export { VqpuPanel } from './panel';
 export * from './api';
+export * from './states';
 
 const PLUGIN_ID = 'jupyter-vqpu:panel';
 
@@ -24,10 +25,10 @@ export const vqpuIcon = new LabIcon({
   svgstr: vqpuSvg
 });
 
-namespace CommandIDs {
-  export const open = 'vqpu:open-panel';
-  export const refresh = 'vqpu:refresh';
-}
+const CommandIDs = {
+  open: 'vqpu:open-panel',
+  refresh: 'vqpu:refresh'
+} as const;
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
