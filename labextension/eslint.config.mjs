@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['lib/', 'node_modules/', '../jupyter_vqpu/labextension/'] },
+  { ignores: ['lib/', 'node_modules/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
