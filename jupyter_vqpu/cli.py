@@ -287,7 +287,8 @@ def cmd_acl(args: argparse.Namespace) -> int:
             raise VqpuError(f"cannot read {path}: {exc.strerror}", "give a file that holds the password") from None
 
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    sys.stdout.write(acl_file(secret(args.agent_password_file), secret(args.gateway_password_file), devices))
+    admin = secret(args.admin_password_file) if args.admin_password_file else None
+    sys.stdout.write(acl_file(secret(args.agent_password_file), secret(args.gateway_password_file), devices, admin))
     return 0
 
 
@@ -425,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--devices", required=True, help="comma-separated devices the agent serves")
     s.add_argument("--agent-password-file", required=True)
     s.add_argument("--gateway-password-file", required=True)
+    s.add_argument("--admin-password-file", help="add a vqpu-admin user that alone may load the scripts (give the "
+                   "service its URL as script_loader_url); the gateway user then may not SCRIPT LOAD")
     s.set_defaults(fn=cmd_acl)
 
     s = sub.add_parser("agent", parents=[common], help="run an HPC-side agent")

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_vqpu_agent.private import make_dirs, open_private
+
 TASK_FILE = "task.json"
 SNAPSHOT_FILE = "snapshot.json"
 CIRCUIT_FILE = "circuit.qasm"
@@ -52,9 +54,10 @@ class TaskSpec:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
+    """Write via a temporary file and rename, so a reader never sees half a file. The file is
+    0600: bundles hold users' circuits and results on a file system other users can list."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
+    with open_private(tmp) as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -62,8 +65,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def stage(bundle_dir: Path, spec: TaskSpec, snapshot_bytes: bytes, circuit_text: str) -> Path:
-    """Create a bundle directory for one attempt. Re-staging the same attempt overwrites it."""
-    bundle_dir.mkdir(parents=True, exist_ok=True)
+    """Create a bundle directory for one attempt (0700, as is every directory it creates on the
+    way). Re-staging the same attempt overwrites it."""
+    make_dirs(bundle_dir)
     write_atomic(bundle_dir / spec.snapshot_file, snapshot_bytes)
     write_atomic(bundle_dir / spec.circuit_file, circuit_text.encode())
     # task.json last: its presence marks a complete bundle.

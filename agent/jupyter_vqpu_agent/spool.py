@@ -46,6 +46,8 @@ import threading
 import time
 from pathlib import Path
 
+from jupyter_vqpu_agent import private
+
 INBOX, RUNNING, DONE, CANCEL = "inbox", "running", "done", "cancel"
 DRAINING_FILE = "draining"
 ALIVE_FILE = "pilot.alive"
@@ -59,7 +61,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     of it or nothing. No fsync: spool files are signals between live processes, not records
     that must survive a crash of the machine (the task's result.json is fsync'ed by the runner)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
+    with private.open_private(tmp) as fh:  # 0600, as everything in a spool
         fh.write(data)
     os.replace(tmp, path)
 
@@ -224,7 +226,7 @@ class Pilot:
         alive = self.spool / ALIVE_FILE
         while not self.stop.is_set():
             try:
-                alive.touch()
+                alive.touch(mode=private.FILE_MODE)
             except OSError as exc:
                 print(f"vqpu pilot: heartbeat failed: {exc}", file=sys.stderr, flush=True)
             self.stop.wait(self.args.heartbeat_s)
@@ -232,10 +234,10 @@ class Pilot:
     # ---- children
 
     def _spawn(self, slot: _Slot) -> None:
-        log = open(self.spool / f"child-{slot.index}.log", "ab")
+        log = private.open_private(self.spool / f"child-{slot.index}.log", append=True)
         with log:
             slot.proc = subprocess.Popen(self.child_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                         bufsize=0, start_new_session=True)
+                                         bufsize=0, start_new_session=True, umask=private.UMASK)
         slot.buf = bytearray()
         slot.ready = False
         self.sel.register(slot.proc.stdout, selectors.EVENT_READ, slot)
@@ -389,7 +391,7 @@ class Pilot:
 
     def run(self) -> int:
         for d in DIRS:
-            (self.spool / d).mkdir(parents=True, exist_ok=True)
+            private.make_dirs(self.spool / d)
         self.write_state("starting")
         hb = threading.Thread(target=self._heartbeat, name="pilot-heartbeat", daemon=True)
         hb.start()
@@ -450,6 +452,7 @@ class Pilot:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    os.umask(private.UMASK)  # a job process: whatever it or its children write is private
     if argv[:1] == ["--child"]:
         if len(argv) != 2:
             print("usage: python -m jupyter_vqpu_agent.spool --child RUNNER_MODULE", file=sys.stderr)

@@ -49,6 +49,9 @@ def _warm_up() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jupyter_vqpu_agent.private import UMASK
+
+    os.umask(UMASK)  # a job process: whatever it writes is private
     proto = _protocol_stream()
     _warm_up()
     from pathlib import Path

@@ -35,17 +35,43 @@ def agent_rules(devices: list[str]) -> list[str]:
             f"%R~{Keys.registry}"]
 
 
-def gateway_rules() -> list[str]:
-    """The control-plane service (server extension or hub service): all vQPU keys, loads the
-    scripts, reads server config for its start-up checks; still no KEYS, FLUSH* or EVAL."""
-    return ["resetkeys", "resetchannels", "+@all", "-@dangerous", "+config|get", "+info", "-eval", "-eval_ro",
-            "-function", "~vqpu:*"]
+#: Script commands the service may not issue when a separate loader exists: SCRIPT LOAD + EVALSHA
+#: (or EVAL, or a FUNCTION) is running any Lua, so only the trusted loader may put Lua into Redis.
+_NO_LUA = ["-eval", "-eval_ro", "-function", "-fcall", "-fcall_ro"]
+_NO_SCRIPT_ADMIN = ["-script|flush", "-script|kill"]
 
 
-def acl_file(agent_password: str, gateway_password: str, devices: list[str]) -> str:
-    """An ACL file (``aclfile`` in redis.conf): the agent, the gateway, and the default user disabled."""
-    return "\n".join([
+def gateway_rules(*, load_scripts: bool = True) -> list[str]:
+    """The control-plane service (server extension or hub service): all vQPU keys, reads server
+    config for its start-up checks; no KEYS, FLUSH*, EVAL, FUNCTION or SCRIPT FLUSH/KILL.
+
+    ``load_scripts=False`` (an admin user exists to load them): no SCRIPT LOAD either, only
+    EVALSHA of what the admin loaded and SCRIPT EXISTS (the service's periodic check)."""
+    rules = ["resetkeys", "resetchannels", "+@all", "-@dangerous", "+config|get", "+info", *_NO_LUA,
+             *_NO_SCRIPT_ADMIN]
+    if not load_scripts:
+        rules += ["-script", "+script|exists"]
+    return [*rules, "~vqpu:*"]
+
+
+def admin_rules() -> list[str]:
+    """The operators' user (``vqpu device seed/update``, ``vqpu recover``) and the service's script
+    loader (``script_loader_url``): the service's rights plus SCRIPT LOAD; still no EVAL or FUNCTION."""
+    return gateway_rules(load_scripts=True)
+
+
+def acl_file(agent_password: str, gateway_password: str, devices: list[str],
+             admin_password: str | None = None) -> str:
+    """An ACL file (``aclfile`` in redis.conf): the agent, the gateway, and the default user disabled.
+
+    With ``admin_password``, a ``vqpu-admin`` user loads the scripts and the gateway user may not
+    (give the service ``script_loader_url`` with the admin's credential)."""
+    lines = [
         "user default off",
         " ".join(["user vqpu-agent on", f"#{password_hash(agent_password)}", *agent_rules(devices)]),
-        " ".join(["user vqpu-gateway on", f"#{password_hash(gateway_password)}", *gateway_rules()]),
-    ]) + "\n"
+        " ".join(["user vqpu-gateway on", f"#{password_hash(gateway_password)}",
+                  *gateway_rules(load_scripts=admin_password is None)]),
+    ]
+    if admin_password is not None:
+        lines.append(" ".join(["user vqpu-admin on", f"#{password_hash(admin_password)}", *admin_rules()]))
+    return "\n".join(lines) + "\n"

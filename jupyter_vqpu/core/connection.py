@@ -22,6 +22,8 @@ from redis.retry import Retry
 from jupyter_vqpu.core.errors import ControlPlaneUnavailable
 
 ENV_URL = "VQPU_REDIS_URL"
+#: A trusted Redis user's URL that only (re)loads the control-plane scripts (see core/acl.py).
+ENV_LOADER_URL = "VQPU_SCRIPT_LOADER_URL"
 
 
 def redact(url: str) -> str:

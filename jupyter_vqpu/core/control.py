@@ -113,11 +113,13 @@ def _decode_pairs(flat: list) -> dict[str, str]:
 class ControlPlane:
     """Operations on the control plane; every state change is one script call."""
 
-    def __init__(self, client: redis.Redis, *, limits: Limits | None = None, events_maxlen: int = EVENTS_MAXLEN) -> None:
+    def __init__(self, client: redis.Redis, *, limits: Limits | None = None, events_maxlen: int = EVENTS_MAXLEN,
+                 script_loader: redis.Redis | None = None) -> None:
         self.redis = client
         self.limits = limits or Limits()
         self.events_maxlen = events_maxlen
-        self.scripts = Scripts(client)
+        # script_loader: a trusted user's client that (re)loads the scripts, so ours needs no SCRIPT LOAD.
+        self.scripts = Scripts(client, loader=script_loader)
         self._keys: dict[str, Keys] = {}
 
     def check_server(self) -> list[str]:

@@ -11,6 +11,7 @@ from functools import cache
 from importlib import resources
 
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 NAMES = ("submit", "claim", "progress", "finish", "cancel", "recover", "publish", "presence", "rate")
 
@@ -21,19 +22,45 @@ def source(name: str) -> str:
     return (lua / "prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
-class Scripts:
-    """The registered scripts of one Redis client, as callables by name."""
+class LoaderScript(Script):
+    """A script run (EVALSHA) by one client and loaded, when Redis lacks it, by another.
 
-    def __init__(self, client) -> None:
+    The service's own Redis user then needs no SCRIPT LOAD (which, with EVALSHA, is
+    EVAL of any Lua): only the loader, a separate trusted user, may put Lua into Redis."""
+
+    def __init__(self, client, text: str, loader) -> None:
+        super().__init__(client, text)
+        self.loader = loader
+
+    def __call__(self, keys=None, args=None, client=None):
+        keys, args = list(keys or []), list(args or [])
+        client = client or self.registered_client
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self.loader.script_load(self.script)
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+class Scripts:
+    """The registered scripts of one Redis client, as callables by name.
+
+    ``loader``: a client of a trusted user that loads the scripts (``vqpu-admin`` in
+    ``vqpu acl``'s file); without one, ``client`` loads them itself."""
+
+    def __init__(self, client, loader=None) -> None:
+        self.loader = loader if loader is not None else client
         for name in NAMES:
-            setattr(self, name, client.register_script(source(name)))
+            script = client.register_script(source(name)) if loader is None else \
+                LoaderScript(client, source(name), loader)
+            setattr(self, name, script)
 
     def load_all(self) -> None:
         """SCRIPT LOAD every script now: least-privilege users (agents) may only EVALSHA,
         so a trusted client loads them first (and again after a SCRIPT FLUSH)."""
         for name in NAMES:
-            script = getattr(self, name)
-            script.registered_client.script_load(script.script)
+            self.loader.script_load(getattr(self, name).script)
+
 
     def ensure_loaded(self) -> int:
         """Load whichever scripts Redis lacks (one SCRIPT EXISTS round trip when none is missing).
@@ -43,11 +70,10 @@ class Scripts:
         services call this periodically so that they recover by themselves.
         Returns how many scripts were loaded."""
         scripts = [getattr(self, name) for name in NAMES]
-        client = scripts[0].registered_client
-        present = client.script_exists(*(s.sha for s in scripts))
+        present = self.loader.script_exists(*(s.sha for s in scripts))
         missing = [s for s, ok in zip(scripts, present) if not ok]
         for script in missing:
-            client.script_load(script.script)
+            self.loader.script_load(script.script)
         return len(missing)
 
     def __getattr__(self, name: str) -> Script:  # for type checkers; real ones set above

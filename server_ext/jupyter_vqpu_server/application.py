@@ -48,6 +48,13 @@ class VqpuApp(ExtensionApp):
         config=True,
         help="Redis URL of the control plane. Empty: $VQPU_REDIS_URL, else the embedded default.",
     )
+    script_loader_url = Unicode(
+        "",
+        config=True,
+        help="Redis URL of a trusted user that may SCRIPT LOAD (the ACL file's vqpu-admin), used only to (re)load "
+        "the control-plane scripts, so that redis_url's user needs no SCRIPT LOAD (`vqpu acl "
+        "--admin-password-file`). Empty: $VQPU_SCRIPT_LOADER_URL, else redis_url's user loads them.",
+    )
     upstream_url = Unicode(
         "",
         config=True,
@@ -108,6 +115,7 @@ class VqpuApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         """Build the one VqpuService every handler shares (or, under a hub gateway, none)."""
+        redis_url, loader_url = self._take_redis_credentials()
         api_base = url_path_join(self.serverapp.base_url, "vqpu/api")
         if self.upstream_url:
             self.service = None
@@ -122,7 +130,8 @@ class VqpuApp(ExtensionApp):
             max_queued_per_owner=self.max_queued_per_owner,
         )
         self.service = VqpuService(
-            self.redis_url,
+            redis_url,
+            script_loader_url=loader_url,
             devices=self.devices,
             limits=limits,
             max_workers=self.worker_threads,
@@ -133,6 +142,20 @@ class VqpuApp(ExtensionApp):
                              vqpu_api_base=api_base,
                              vqpu_metrics_token=self.metrics_token, vqpu_metrics_group_of=self.metrics_group_of)
         self._hand_api_to_kernels()
+
+    def _take_redis_credentials(self) -> tuple[str, str]:
+        """This server's Redis URLs, taken OUT of its environment before any kernel or terminal starts.
+
+        Kernels and terminals inherit ``os.environ``; a ``VQPU_REDIS_URL`` left there
+        would hand every notebook the control plane's password (and the transport rule
+        would even prefer it to the API). They get the API URL and a token instead
+        (``_hand_api_to_kernels``). Same-uid processes can still read this server's
+        ``/proc/PID/environ`` and its config files: see docs/operations.md."""
+        from jupyter_vqpu.core.connection import ENV_LOADER_URL, ENV_URL
+
+        env_url = os.environ.pop(ENV_URL, "")
+        env_loader = os.environ.pop(ENV_LOADER_URL, "")
+        return self.redis_url or env_url, self.script_loader_url or env_loader
 
     def _hand_api_to_kernels(self) -> None:
         """Kernels this server starts inherit its environment: give them the API URL and a token.

@@ -260,6 +260,10 @@ class VqpuGateway(Application):
     port = Int(config=True, help="Port to listen on (default: the port of $JUPYTERHUB_SERVICE_URL).")
     service_prefix = Unicode(config=True, help="URL prefix (default: $JUPYTERHUB_SERVICE_PREFIX, /services/vqpu/).")
     redis_url = Unicode("", config=True, help="Redis URL of the control plane (default: $VQPU_REDIS_URL).")
+    script_loader_url = Unicode(config=True, help="Redis URL of a trusted user that may SCRIPT LOAD (the ACL "
+                                "file's vqpu-admin), used only to (re)load the control-plane scripts, so that "
+                                "redis_url's user needs no SCRIPT LOAD (default: $VQPU_SCRIPT_LOADER_URL; "
+                                "empty: redis_url's user loads them).")
     devices = List(Unicode(), default_value=[], config=True,
                    help="Device names served. Empty: every registered device.")
     default_limits = Dict(
@@ -303,6 +307,10 @@ class VqpuGateway(Application):
     def _slashes(self, proposal: Any) -> str:
         return "/" + proposal["value"].strip("/") + "/"
 
+    @default("script_loader_url")
+    def _script_loader_default(self) -> str:
+        return os.environ.get("VQPU_SCRIPT_LOADER_URL", "")
+
     @default("metrics_token")
     def _metrics_token_default(self) -> str:
         return os.environ.get("VQPU_METRICS_TOKEN", "")
@@ -322,7 +330,8 @@ class VqpuGateway(Application):
         if not hub_auth.api_token:
             raise VqpuError("no JupyterHub API token for the gateway",
                             "run it as a JupyterHub-managed service, or set $JUPYTERHUB_API_TOKEN")
-        self.service = VqpuService(self.redis_url, devices=self.devices, limits=self.quotas.default,
+        self.service = VqpuService(self.redis_url, script_loader_url=self.script_loader_url,
+                                   devices=self.devices, limits=self.quotas.default,
                                    limits_for=self.quotas.for_caller, max_workers=self.worker_threads,
                                    events_block_ms=self.events_block_ms)
         self.service.warm_up()

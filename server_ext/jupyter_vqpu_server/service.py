@@ -102,6 +102,7 @@ class VqpuService:
         self,
         redis_url: str = "",
         *,
+        script_loader_url: str = "",
         devices: Iterable[str] = (),
         limits: Limits | None = None,
         limits_for: Callable[[Caller], Limits] | None = None,
@@ -110,6 +111,7 @@ class VqpuService:
         control: ControlPlane | None = None,
     ) -> None:
         self.redis_url = redis_url
+        self.script_loader_url = script_loader_url
         self.allowed = frozenset(devices)
         self.limits = limits or Limits()
         self.limits_for = limits_for
@@ -131,8 +133,10 @@ class VqpuService:
             with self._cp_lock:
                 if self._cp is None:
                     url = resolve_url(self.redis_url or None)
-                    self._cp = ControlPlane(connect(url, check=False), limits=self.limits)
-                    log.info("vqpu: control plane at %s", redact(url))
+                    loader = connect(self.script_loader_url, check=False) if self.script_loader_url else None
+                    self._cp = ControlPlane(connect(url, check=False), limits=self.limits, script_loader=loader)
+                    log.info("vqpu: control plane at %s%s", redact(url),
+                             f" (scripts loaded by {redact(self.script_loader_url)})" if loader else "")
         return self._cp
 
     @staticmethod

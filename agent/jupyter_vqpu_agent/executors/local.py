@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from jupyter_vqpu_agent import bundle
+from jupyter_vqpu_agent import bundle, private
 from jupyter_vqpu_agent.executors.base import Executor, Job, Reporter, report_result
 from jupyter_vqpu_agent.jobenv import job_environment
 
@@ -144,12 +144,12 @@ class LocalExecutor(Executor):
             slot.proc = None
             self._report_lost(slot, job, proc.returncode, deadline, self._worker_log(slot))
         else:
-            out = open(job.bundle_dir / bundle.STDOUT_FILE, "wb")
-            err = open(job.bundle_dir / bundle.STDERR_FILE, "wb")
+            out = private.open_private(job.bundle_dir / bundle.STDOUT_FILE)
+            err = private.open_private(job.bundle_dir / bundle.STDERR_FILE)
             with out, err:
                 proc = subprocess.Popen([self.python, "-m", self.runner_module, str(job.bundle_dir)],
                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=job.bundle_dir,
-                                        env=job_environment())
+                                        env=job_environment(), umask=private.UMASK)
             slot.proc = proc
             self.reporter.running(job, {"executor": self.name, "pid": proc.pid})
             try:
@@ -177,17 +177,19 @@ class LocalExecutor(Executor):
                              f"the runner process died (exit {returncode})" + (f": {detail[-1]}" if detail else ""))
 
     def _worker_log(self, slot: _Slot) -> Path:
-        base = self.log_dir or Path(tempfile.gettempdir())
-        return base / f"worker-{slot.index}.log"
+        if self.log_dir is None:  # a private directory of our own, not a guessable name in a shared /tmp
+            self.log_dir = Path(tempfile.mkdtemp(prefix="vqpu-worker-logs-"))
+        return self.log_dir / f"worker-{slot.index}.log"
 
     def _ensure_worker(self, slot: _Slot) -> subprocess.Popen:
         if slot.proc is not None and slot.proc.poll() is None:
             return slot.proc
         log_path = self._worker_log(slot)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as err:
+        private.make_dirs(log_path.parent)
+        with private.open_private(log_path, append=True) as err:
             proc = subprocess.Popen([self.python, "-m", self.worker_module], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=err, bufsize=0, env=job_environment())
+                                    stdout=subprocess.PIPE, stderr=err, bufsize=0, env=job_environment(),
+                                    umask=private.UMASK)
         line = _read_line(proc, time.monotonic() + 120)
         if line is None or not json.loads(line).get("ready"):
             _kill(proc)

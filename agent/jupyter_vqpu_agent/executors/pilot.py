@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_vqpu.core.errors import VqpuError
-from jupyter_vqpu_agent import bundle
+from jupyter_vqpu_agent import bundle, private
 from jupyter_vqpu_agent import spool as spool
 from jupyter_vqpu_agent.executors.base import Executor, Job, Reporter, report_lost, report_result
 from jupyter_vqpu_agent.executors.slurm import (
@@ -219,7 +219,7 @@ class SlurmPilotExecutor(Executor):
 
     def start(self, reporter: Reporter) -> None:
         super().start(reporter)
-        self.spool_root.mkdir(parents=True, exist_ok=True)
+        private.make_dirs(self.spool_root)
         self._adopt_live_pilots()
         if self._thread is None:
             self._stop.clear()
@@ -352,11 +352,10 @@ class SlurmPilotExecutor(Executor):
         gen = f"pilot-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         sp = self.spool_root / gen
         for d in spool.DIRS:
-            (sp / d).mkdir(parents=True, exist_ok=True)
+            private.make_dirs(sp / d)
         pilot = _Pilot(gen, sp)
         script = sp / SCRIPT_FILE
-        bundle.write_atomic(script, self._render(gen, sp).encode())
-        script.chmod(0o755)
+        bundle.write_atomic(script, self._render(gen, sp).encode())  # 0600: sbatch reads it
         pseudo = Job(task_id=gen[len("pilot-"):], attempt=1, bundle_dir=sp, timeout_s=0, name="pilot")
         from jupyter_vqpu_agent.executors.slurm import job_name
 
@@ -471,9 +470,7 @@ class SlurmPilotExecutor(Executor):
     def _drop(self, pilot: _Pilot, name: str, job: Job) -> None:
         bundle_dir = Path(job.bundle_dir).resolve()
         self._point(job, pilot, name)
-        tmp = pilot.spool / spool.INBOX / f".{name}.tmp"
-        tmp.write_text(spool.marker_text(bundle_dir, job.timeout_s))
-        os.replace(tmp, pilot.spool / spool.INBOX / name)
+        spool.write_atomic(pilot.spool / spool.INBOX / name, spool.marker_text(bundle_dir, job.timeout_s).encode())
 
     def _point(self, job: Job, pilot: _Pilot, name: str) -> None:
         job.handle["slurm_job_id"] = pilot.job_id

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_vqpu.core.errors import VqpuError
-from jupyter_vqpu_agent import bundle
+from jupyter_vqpu_agent import bundle, private
 from jupyter_vqpu_agent.executors.base import Executor, Job, Reporter
 from jupyter_vqpu_agent.jobenv import source_pythonpath
 
@@ -433,9 +433,13 @@ def _stderr_tail(bundle_dir: Path, lines: int = 3) -> str:
 def _command_env() -> dict[str, str]:
     """The environment Slurm commands get (and, with export=ALL, the job): ours minus control-plane and proxy variables."""
     drop_prefix = ("VQPU_REDIS", "REDIS_")
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(drop_prefix) and k.lower() not in
-            ("http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(drop_prefix) and k.lower() not in
+           ("http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy")}
+    # The umask slurmstepd creates the job's --output/--error files with (sbatch sends its own, or this):
+    # the bundle's logs are as private as the bundle.
+    env["SLURM_UMASK"] = f"{private.UMASK:04o}"
+    return env
 
 
 # ---------------------------------------------------------------- executor
@@ -477,8 +481,7 @@ class SlurmExecutor(Executor):
                 return
         try:
             script = bundle_dir / SCRIPT_FILE
-            bundle.write_atomic(script, render_script(self.config, job).encode())
-            script.chmod(0o755)
+            bundle.write_atomic(script, render_script(self.config, job).encode())  # 0600: sbatch reads it
             name = job_name(self.config, job)
             job_id = self._sbatch(["sbatch", "--parsable", f"--chdir={bundle_dir}",
                                    f"--output={_slurm_path(bundle_dir / bundle.STDOUT_FILE)}",
@@ -577,7 +580,7 @@ class SlurmExecutor(Executor):
             self.calls[name] += 1
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.command_timeout_s,
-                                      stdin=subprocess.DEVNULL, env=_command_env())
+                                      stdin=subprocess.DEVNULL, env=_command_env(), umask=private.UMASK)
             except FileNotFoundError:
                 raise SchedulerError(f"{name} not found", hint="install the Slurm client tools or set "
                                      "SlurmConfig.bin_dir") from None
