@@ -16,12 +16,22 @@ descriptors. We therefore use it only for programs that look straight-line (no
 control flow, user gate definitions, hardware qubits, ...), silence its output
 where that is safe, and fall back to ``qasm3.loads`` whenever it declines; parse
 errors are always reported in ``qasm3.loads``'s words, which name line and column.
+
+Hostile text: both native importers (OpenQASM 2 and 3) recurse on nesting and
+overflow their stack on a few thousand brackets or unary signs, and allocate
+whatever a register-size expression asks for. ``screen`` refuses all that on the
+raw text, in linear time (no regex here can backtrack super-linearly), before a
+parser sees it; the server side additionally parses only in sandboxed processes
+(``jupyter_vqpu.core.parsing``), so what ``screen`` misses still cannot take a
+service down.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
+import itertools
 import os
 import re
 import runpy
@@ -46,16 +56,38 @@ DEFAULT_MAX_BYTES = 1_000_000
 HARD_MAX_QUBITS = 10_000
 HARD_MAX_CLBITS = 100_000
 
+#: Bounds ``screen`` applies to the raw text. Real programs stay far below them
+#: (Qiskit's exporter nests brackets 3-4 deep); the native importers crash at a few thousand.
+MAX_NESTING = 32
+MAX_UNARY_RUN = 16  # "- - - x": operators in a row, each one recursion level of a parser
+MAX_TOKEN_CHARS = 256  # one identifier or number literal
+MAX_STATEMENT_CHARS = 20_000  # text between two of ; { }
+MAX_OPERATORS = 100  # in one statement: the ANTLR importer recurses per operator (and is quadratic in "1-1-1...")
+MAX_SIZE_EXPRESSION_CHARS = 200
+_MAX_CONSTANT = 10**12
+
 _HEADER = re.compile(r"^\s*OPENQASM\s+([0-9]+)(?:\.([0-9]+))?\s*;")
-_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
-_LINE_COMMENTS = re.compile(r"//[^\n]*")
+_COMMENT_START = re.compile(r"//|/\*")
+_LINE_COMMENT_START = re.compile(r"//")
 _INCLUDE_WORD = re.compile(r"\binclude\b")
 _INCLUDE_STMT = re.compile(r"""\binclude\s*(["'])([^"'\n]*)\1\s*;""")
 _HARDWARE_QUBIT = re.compile(r"\$\s*([0-9]+)")
-# qreg q[5]; creg c[5]; qubit[5] q; bit[5] c; qubit q; bit c;
-_OLD_DECL = re.compile(r"\b(qreg|creg)\s+[A-Za-z_][A-Za-z0-9_]*\s*(?:\[\s*([0-9]+)\s*\])?\s*;")
-_NEW_DECL = re.compile(r"\b(qubit|bit)\s*(?:\[\s*([^\]]*)\])?\s+[A-Za-z_][A-Za-z0-9_]*\s*[;=]")
+# qreg q[5]; creg c[5]; qubit[5] q; bit[5] c; qubit q; bit c; (a size may be an expression)
+_OLD_DECL = re.compile(r"\b(qreg|creg)\s+([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[([^\];{}]*)\])?\s*;")
+_NEW_DECL = re.compile(r"\b(qubit|bit)\s*(?:\[([^\];{}]*)\])?\s+([A-Za-z_][A-Za-z0-9_]*)\s*[;=]")
+_CONST_DECL = re.compile(r"\bconst\s+u?int\s*(?:\[[^\];{}]*\])?\s+([A-Za-z_][A-Za-z0-9_]*)\s*=\s*([^;{}]*);")
 _LOOKS_QASM = re.compile(r"\b(qubit|qreg|bit|creg|gate|measure|include)\b")
+# Linear by construction: each starts only where a run starts (look-behind), or is a literal.
+_BINARY = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_LONG_TOKEN = re.compile(rf"(?<![\w.])[\w.]{{{MAX_TOKEN_CHARS + 1}}}")
+_LONG_STATEMENT = re.compile(rf"(?<![^;{{}}])[^;{{}}]{{{MAX_STATEMENT_CHARS + 1}}}")
+_UNARY_RUN = re.compile(rf"(?<![-+~!])(?:[-+~!]\s*){{{MAX_UNARY_RUN + 1}}}")
+# From the start of a statement only, possessive: one pass over each statement.
+_MANY_OPERATORS = re.compile(rf"(?<![^;{{}}])(?:[^;{{}}\-+*/%^&|<>=!~]*+[\-+*/%^&|<>=!~]){{{MAX_OPERATORS + 1}}}")
+_NOT_BRACKET = re.compile(r"[^()\[\]{}]+")
+_BRACKET = re.compile(r"[()\[\]{}]")
+_DEPTH = {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}
 # Anything beyond a straight-line program goes to the full importer.
 _NOT_STRAIGHT = re.compile(
     r"\b(const|if|else|for|while|switch|case|default|def|defcal|defcalgrammar|cal|extern|box|let|input|output|"
@@ -74,7 +106,7 @@ def detect_format(text: str) -> str:
     declares qubits or gates is taken as OpenQASM 3."""
     if not isinstance(text, str):
         raise CircuitError(f"a circuit must be text, got {type(text).__name__}", "send OpenQASM 2 or 3 source")
-    body = _COMMENTS.sub(" ", text)
+    body = strip_comments(text, block=True, strict=False)
     m = _HEADER.match(body)
     if m:
         major = m.group(1)
@@ -94,7 +126,7 @@ def detect_format(text: str) -> str:
 
 
 def _header_format(text: str) -> str | None:
-    m = _HEADER.match(_COMMENTS.sub(" ", text))
+    m = _HEADER.match(strip_comments(text, block=True, strict=False))
     return None if m is None else {"2": "qasm2", "3": "qasm3"}.get(m.group(1), "unknown")
 
 
@@ -108,25 +140,39 @@ def _check_header_agrees(text: str, fmt: str, said_by: str) -> None:
 # --------------------------------------------------------------- parsing
 
 
-def parse_circuit(
+def screen(
     text: str,
     fmt: str | None = None,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_qubits: int | None = None,
     max_ops: int = 200_000,
-) -> QuantumCircuit:
-    """Parse OpenQASM 2/3 text into a QuantumCircuit under size bounds.
+) -> tuple[str, str]:
+    """The cheap bounds, on the raw text, before any parser: returns (format, text without comments).
 
-    Bounds come first and are cheap (bytes, includes, declared registers), so a
-    hostile text costs no more than reading it; parse failures become a
-    CircuitError with one line naming line and column."""
+    Every check is linear in the text and refuses with one line and a hint:
+    size, binary or non-UTF-8 content, unterminated comments, includes, nesting
+    depth, runs of unary operators, giant tokens and statements, register sizes
+    (literal or constant expressions, evaluated here without ``eval``) and the
+    expanded operation count. What passes is safe to hand to a parser as far
+    as the text can tell; the server side still parses in a sandbox."""
     if not isinstance(text, str):
         raise CircuitError(f"a circuit must be text, got {type(text).__name__}", "send OpenQASM 2 or 3 source")
-    size = len(text.encode("utf-8", errors="replace"))
+    if len(text) > max_bytes:  # a character is at least one byte: no need to encode a giant text to refuse it
+        raise LimitExceeded(f"the circuit is at least {len(text)} bytes, over the limit of max_bytes={max_bytes}",
+                            "send a smaller circuit")
+    bad = _SURROGATE.search(text)
+    if bad:
+        raise CircuitError(f"the circuit is not valid UTF-8 text (a lone surrogate at {_position(text, bad.start())})",
+                           "send the program as plain UTF-8 text")
+    size = len(text.encode("utf-8"))
     if size > max_bytes:
         raise LimitExceeded(f"the circuit is {size} bytes, over the limit of max_bytes={max_bytes}",
                             "send a smaller circuit")
+    bad = _BINARY.search(text)
+    if bad:
+        raise CircuitError(f"the circuit contains binary data (byte 0x{ord(bad.group()):02x} at "
+                           f"{_position(text, bad.start())})", "send OpenQASM source text, not a binary file")
     if not text.strip():
         raise CircuitError("the circuit is empty", "send OpenQASM 2 or 3 source")
     if fmt is None:
@@ -137,12 +183,11 @@ def parse_circuit(
         _check_header_agrees(text, fmt, "the format")
     # What the parser will treat as comments, and nothing more (OpenQASM 2 has no block comments),
     # so that nothing hidden in a "comment" here can reach the parser as code.
-    comments = _COMMENTS if fmt == "qasm3" else _LINE_COMMENTS
-    body = comments.sub(lambda m: "\n" * m.group(0).count("\n") or " ", text)
+    body = strip_comments(text, block=fmt == "qasm3", strict=True)
     _check_includes(body, fmt)
+    _check_shape(body)
     qubit_limit = max_qubits if max_qubits is not None else HARD_MAX_QUBITS
     _check_declarations(body, qubit_limit, max_qubits is not None)
-
     if fmt == "qasm3" and estimate_expanded_ops(body, max_ops) > max_ops:
         # The OpenQASM 3 importer builds every gate definition eagerly: its time
         # grows with the expanded size, so refuse before it starts.
@@ -150,6 +195,25 @@ def parse_circuit(
             f"the circuit has more than max_ops={max_ops} operations (user gate definitions expanded)",
             "send a shorter circuit or flatter gate definitions",
         )
+    return fmt, body
+
+
+def parse_circuit(
+    text: str,
+    fmt: str | None = None,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_qubits: int | None = None,
+    max_ops: int = 200_000,
+) -> QuantumCircuit:
+    """Parse OpenQASM 2/3 text into a QuantumCircuit under size bounds.
+
+    ``screen`` comes first, so a hostile text costs no more than reading it;
+    parse failures become a CircuitError with one line naming line and column.
+    In-process: for the hermetic job and the user's own kernel; services go
+    through ``jupyter_vqpu.core.parsing`` instead."""
+    fmt, body = screen(text, fmt, max_bytes=max_bytes, max_qubits=max_qubits, max_ops=max_ops)
+    qubit_limit = max_qubits if max_qubits is not None else HARD_MAX_QUBITS
     qc = _parse_qasm2(text) if fmt == "qasm2" else _parse_qasm3(text, body)
 
     if qc.num_qubits > qubit_limit:
@@ -169,37 +233,116 @@ def parse_circuit(
     return qc
 
 
+def _position(text: str, index: int) -> str:
+    line = text.count("\n", 0, index) + 1
+    return f"line {line}, column {index - (text.rfind(chr(10), 0, index) + 1) + 1}"
+
+
+def strip_comments(text: str, *, block: bool, strict: bool) -> str:
+    """``text`` with ``//`` (and, if ``block``, ``/* */``) comments blanked, line numbers kept.
+
+    A hand-written scan rather than one regex: a lazy ``/\\*.*?\\*/`` retries
+    from every ``/*`` and is quadratic on an unterminated one. ``strict``: an
+    unterminated block comment is an error (else it runs to the end)."""
+    start = _COMMENT_START if block else _LINE_COMMENT_START
+    parts: list[str] = []
+    pos = 0
+    while True:
+        m = start.search(text, pos)
+        if m is None:
+            parts.append(text[pos:])
+            return "".join(parts)
+        parts.append(text[pos:m.start()])
+        if m.group() == "//":
+            end = text.find("\n", m.end())
+            parts.append(" ")
+            if end < 0:
+                return "".join(parts)
+            pos = end
+            continue
+        end = text.find("*/", m.end())
+        if end < 0:
+            if strict:
+                raise CircuitError(f"unterminated /* comment starting at {_position(text, m.start())}",
+                                   "close the comment with */")
+            return "".join(parts)
+        parts.append("\n" * text.count("\n", m.start(), end) or " ")
+        pos = end + 2
+
+
+def _check_shape(body: str) -> None:
+    """Bounds on how deep and how long, which is what makes recursive-descent parsers overflow their stack."""
+    m = _LONG_TOKEN.search(body)
+    if m:
+        raise LimitExceeded(f"a name or number at {_position(body, m.start())} is over {MAX_TOKEN_CHARS} characters",
+                            "use shorter names and numbers")
+    m = _LONG_STATEMENT.search(body)
+    if m:
+        raise LimitExceeded(f"the statement at {_position(body, m.start())} is over {MAX_STATEMENT_CHARS} characters",
+                            "split it into shorter statements (every statement ends with ;)")
+    m = _UNARY_RUN.search(body)
+    if m:
+        raise LimitExceeded(f"more than {MAX_UNARY_RUN} operators in a row at {_position(body, m.start())}",
+                            "simplify the expression")
+    m = _MANY_OPERATORS.search(body)
+    if m:
+        raise LimitExceeded(f"the statement at {_position(body, m.start())} has more than {MAX_OPERATORS} operators",
+                            "split the expression or compute it in Python and send the value")
+    brackets = _NOT_BRACKET.sub("", body)
+    if not brackets:
+        return
+    depths = list(itertools.accumulate(map(_DEPTH.__getitem__, brackets)))
+    if min(depths) < 0:
+        # An unmatched closer: count depth from zero again after it (the parser fails there anyway).
+        depths = list(itertools.accumulate(map(_DEPTH.__getitem__, brackets), lambda a, d: max(0, a + d)))
+    deepest = max(depths)
+    if deepest > MAX_NESTING:
+        index = next(i for i, d in enumerate(depths) if d > MAX_NESTING)
+        where = next(itertools.islice(_BRACKET.finditer(body), index, None)).start()
+        raise LimitExceeded(f"brackets nest more than {MAX_NESTING} deep (at {_position(body, where)})",
+                            "flatten the expression or the blocks")
+
+
 def _check_includes(body: str, fmt: str) -> None:
     allowed = STANDARD_INCLUDE[fmt]
+    seen = 0
     for m in _INCLUDE_WORD.finditer(body):
         stmt = _INCLUDE_STMT.match(body, m.start())
         name = stmt.group(2) if stmt else None
         if name != allowed:
-            shown = f'"{name}"' if name is not None else "a non-literal file"
+            shown = f'"{name[:100]}"' if name is not None else "a non-literal file"
             raise CircuitError(
                 f"include of {shown} is not allowed",
                 f'only the standard include "{allowed}" is; inline your gate definitions in the program',
             )
+        seen += 1
+        if seen > 1:  # each copy is parsed again: thousands of them are a cheap way to burn a parser's time
+            raise CircuitError(f'"{allowed}" is included more than once (again at {_position(body, m.start())})',
+                               "include it once, at the top")
 
 
 def _check_declarations(body: str, qubit_limit: int, from_device: bool) -> None:
-    """Refuse register sizes over the bounds before a parser allocates them."""
+    """Refuse register sizes over the bounds before a parser allocates them.
+
+    A size may be a constant expression (``qubit[2*n] q;``): it is evaluated
+    here, from integer literals and ``const`` integers, because a parser would
+    otherwise allocate whatever it comes to; a size this cannot evaluate is refused."""
     what = f"max_qubits={qubit_limit}" if from_device else f"{qubit_limit} qubits"
+    consts: dict[str, int] = {}
+    for m in _CONST_DECL.finditer(body):
+        with contextlib.suppress(_NotConstant):
+            consts[m.group(1)] = _constant(m.group(2), consts)
     qubits = clbits = 0
-    for m in _OLD_DECL.finditer(body):
-        n = int(m.group(2)) if m.group(2) else 1
-        if m.group(1) == "qreg":
+    for m in itertools.chain(_OLD_DECL.finditer(body), _NEW_DECL.finditer(body)):
+        kind, size = m.group(1), m.group(3 if m.group(1) in ("qreg", "creg") else 2)
+        name = m.group(2 if kind in ("qreg", "creg") else 3)
+        n = _register_size(size, consts, kind, name, body, m.start())
+        if kind in ("qreg", "qubit"):
             qubits += n
         else:
             clbits += n
-    for m in _NEW_DECL.finditer(body):
-        size = (m.group(2) or "1").strip()
-        if not size.isdigit():
-            continue  # a constant expression: the parser resolves it and the post-parse check applies
-        if m.group(1) == "qubit":
-            qubits += int(size)
-        else:
-            clbits += int(size)
+        if qubits > qubit_limit or clbits > HARD_MAX_CLBITS:
+            break
     for m in _HARDWARE_QUBIT.finditer(body):
         qubits = max(qubits, int(m.group(1)) + 1)
     if qubits > qubit_limit:
@@ -210,15 +353,121 @@ def _check_declarations(body: str, qubit_limit: int, from_device: bool) -> None:
                             "use fewer classical bits")
 
 
-_GATE_DEF = re.compile(r"\bgate\s+([A-Za-z_][A-Za-z0-9_]*)[^{;]*\{([^{}]*)\}")
+class _NotConstant(Exception):
+    """A size expression this module does not evaluate."""
+
+
+def _register_size(size: str | None, consts: dict[str, int], kind: str, name: str, body: str, at: int) -> int:
+    if size is None:
+        return 1
+    size = size.strip()
+    if size.isdigit():
+        return int(size)
+    try:
+        n = _constant(size, consts)
+    except _NotConstant:
+        raise CircuitError(f"the size of {kind} {name} ({size[:60]!r}, at {_position(body, at)}) is not a constant "
+                           "this service can evaluate", "write the size as a number, or as arithmetic on numbers "
+                           "and const integers") from None
+    if n < 0:
+        raise CircuitError(f"the size of {kind} {name} is negative ({n})", "sizes are whole numbers")
+    return n
+
+
+_ARITHMETIC = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+               ast.Div: lambda a, b: a // b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+               ast.Pow: pow, ast.LShift: lambda a, b: a << b, ast.RShift: lambda a, b: a >> b}
+
+
+def _constant(expr: str, consts: dict[str, int]) -> int:
+    """An integer constant expression's value: literals, const names, + - * / % ** << >>, bounded.
+
+    ``ast.parse`` only reads the (short, shallow) expression; nothing is
+    evaluated but integer arithmetic on bounded values."""
+    expr = expr.strip()
+    if len(expr) > MAX_SIZE_EXPRESSION_CHARS:
+        raise _NotConstant
+    try:
+        tree = ast.parse(expr, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise _NotConstant from None
+
+    def value(node: ast.AST) -> int:
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            out = node.value
+        elif isinstance(node, ast.Name) and node.id in consts:
+            out = consts[node.id]
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            out = -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
+        elif isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+            a, b = value(node.left), value(node.right)
+            if isinstance(node.op, (ast.Pow, ast.LShift)) and not (0 <= b <= 64 and abs(a) <= _MAX_CONSTANT):
+                raise _NotConstant
+            if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and b == 0:
+                raise _NotConstant
+            if isinstance(node.op, ast.RShift) and b < 0:
+                raise _NotConstant
+            out = _ARITHMETIC[type(node.op)](a, b)
+        else:
+            raise _NotConstant
+        if abs(out) > _MAX_CONSTANT:
+            return _MAX_CONSTANT  # bigger than any bound: refused as too many, without computing further
+        return out
+
+    return value(tree)
+
+
+_GATE_HEAD = re.compile(r"\bgate\s+([A-Za-z_][A-Za-z0-9_]*)")
+_HEAD_END = re.compile(r"[{;]")
+_BRACE = re.compile(r"[{}]")
 _MODIFIERS = re.compile(r"^(?:(?:ctrl|negctrl|inv|pow)\s*(?:\([^)]*\))?\s*@\s*)*")
 _CALLEE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _NextMatch:
+    """The first match of a pattern at or after a position, for positions that only grow.
+
+    Remembers the last match, so many queries that land before the same match
+    cost one scan: what keeps ``_gate_definitions`` linear where the regex
+    ``gate name [^{;]* {`` rescans to the end for every "gate" without a body."""
+
+    def __init__(self, pattern: re.Pattern, text: str) -> None:
+        self.pattern, self.text = pattern, text
+        self.last: re.Match | None = None
+        self.exhausted_from: int | None = None
+
+    def at(self, pos: int) -> re.Match | None:
+        if self.exhausted_from is not None and pos >= self.exhausted_from:
+            return None
+        if self.last is not None and self.last.start() >= pos:
+            return self.last
+        self.last = self.pattern.search(self.text, pos)
+        if self.last is None:
+            self.exhausted_from = pos
+        return self.last
+
+
+def _gate_definitions(body: str) -> Iterator[tuple[str, str, int, int]]:
+    """(name, statements, start, end) of every ``gate name ... { statements }`` with a flat body."""
+    head_end, brace = _NextMatch(_HEAD_END, body), _NextMatch(_BRACE, body)
+    done = 0
+    for m in _GATE_HEAD.finditer(body):
+        if m.start() < done:
+            continue
+        e = head_end.at(m.end())
+        if e is None or e.group() == ";":
+            continue
+        close = brace.at(e.end())
+        if close is None or close.group() == "{":
+            continue
+        done = close.end()
+        yield m.group(1), body[e.end():close.start()], m.start(), close.end()
 
 
 def estimate_expanded_ops(body: str, limit: int) -> int:
     """A textual upper estimate of operations with user gate definitions expanded (comments already removed).
 
-    Cheap enough to run before parsing; exact counting happens afterwards."""
+    Cheap enough to run before parsing (linear in the text); exact counting happens afterwards."""
     sizes: dict[str, int] = {}
 
     def cost(statements: str) -> int:
@@ -232,11 +481,15 @@ def estimate_expanded_ops(body: str, limit: int) -> int:
                     return total
         return total
 
-    for m in _GATE_DEF.finditer(body):
-        sizes[m.group(1)] = cost(m.group(2))
+    rest, pos = [], 0
+    for name, statements, start, end in _gate_definitions(body):
+        sizes[name] = cost(statements)
+        rest.append(body[pos:start])
+        pos = end
     if not sizes:
         return 0
-    return cost(_GATE_DEF.sub(";", body))
+    rest.append(body[pos:])
+    return cost(";".join(rest))
 
 
 def _parse_qasm2(text: str) -> QuantumCircuit:
@@ -261,9 +514,26 @@ def _parse_qasm3(text: str, body: str) -> QuantumCircuit:
         with contextlib.redirect_stderr(stderr):  # ANTLR reports syntax errors on sys.stderr
             return qasm3.loads(text)
     except Exception as exc:  # the importer raises several unrelated types
-        detail = str(exc).strip() or stderr.getvalue().strip() or type(exc).__name__
+        detail = str(exc).strip() or _antlr_position(exc) or stderr.getvalue().strip() or type(exc).__name__
         raise CircuitError(f"OpenQASM 3 parse error: {_where(detail)}",
                            'check the program near that line; standard gates come from include "stdgates.inc"') from None
+
+
+def _antlr_position(exc: BaseException) -> str:
+    """"line L, column C: unexpected 'tok'" from a bailing ANTLR parser's exception chain.
+
+    openqasm3's strict parser raises a bare QASM3ParsingError whose cause holds the
+    RecognitionException, and only that knows where the parser stopped."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 8:
+        for candidate in (cur, *(a for a in getattr(cur, "args", ()) if isinstance(a, BaseException))):
+            token = getattr(candidate, "offendingToken", None)
+            if token is not None and getattr(token, "line", None) is not None:
+                text = str(getattr(token, "text", "") or "")[:40]
+                return f"line {token.line}, column {token.column + 1}: unexpected {text!r}"
+        cur, seen = cur.__cause__ or cur.__context__, seen + 1
+    return ""
 
 
 def _try_native_qasm3(text: str) -> QuantumCircuit | None:

@@ -29,6 +29,7 @@ from jupyter_vqpu.core.errors import (
 )
 from jupyter_vqpu.core.keys import SNAPSHOT_ID_RE, Keys, check_device_name, device_of, new_task_id
 from jupyter_vqpu.core.lifecycle import TaskState, follow
+from jupyter_vqpu.core.parsing import ParserPool, default_pool
 from jupyter_vqpu.core.scripts import Scripts
 from jupyter_vqpu.core.stats import DeviceStats, parse_stats
 
@@ -114,9 +115,10 @@ class ControlPlane:
     """Operations on the control plane; every state change is one script call."""
 
     def __init__(self, client: redis.Redis, *, limits: Limits | None = None, events_maxlen: int = EVENTS_MAXLEN,
-                 script_loader: redis.Redis | None = None) -> None:
+                 script_loader: redis.Redis | None = None, parser: ParserPool | None = None) -> None:
         self.redis = client
         self.limits = limits or Limits()
+        self._parser = parser  # where circuits are parsed (see the parser property)
         self.events_maxlen = events_maxlen
         # script_loader: a trusted user's client that (re)loads the scripts, so ours needs no SCRIPT LOAD.
         self.scripts = Scripts(client, loader=script_loader)
@@ -309,35 +311,33 @@ class ControlPlane:
             fields["name"] = name
         return fields
 
+    @property
+    def parser(self) -> ParserPool:
+        """Where circuits are parsed: never this process (see ``parsing``); the shared pool unless given one."""
+        if self._parser is None:
+            self._parser = default_pool()
+        return self._parser
+
     def check_circuit(self, text: str, fmt: str | None, device_qubits: int,
                       limits: Limits | None = None) -> tuple[str, int]:
-        """Parse the circuit under the size bounds; returns (format, qubit count)."""
-        from jupyter_vqpu.core import circuits
-
+        """Screen and parse the circuit (in the sandboxed parser pool) under the bounds; returns (format, active qubits)."""
         lim = limits or self.limits
         if not isinstance(text, str) or not text.strip():
             raise CircuitError("the circuit is empty", "send OpenQASM 2/3 text or a QuantumCircuit")
-        size = len(text.encode())
-        if size > lim.max_circuit_bytes:
+        facts = self.parser.parse(text, fmt, max_bytes=lim.max_circuit_bytes, max_ops=lim.max_ops)
+        if facts.num_qubits > device_qubits:
             raise LimitExceeded(
-                f"the circuit is {size} bytes, over the limit of {lim.max_circuit_bytes}", "send a smaller circuit"
-            )
-        fmt = fmt or circuits.detect_format(text)
-        qc = circuits.parse_circuit(text, fmt, max_bytes=lim.max_circuit_bytes, max_ops=lim.max_ops)
-        if qc.num_qubits > device_qubits:
-            raise LimitExceeded(
-                f"the circuit has {qc.num_qubits} qubits but the device has {device_qubits}",
+                f"the circuit has {facts.num_qubits} qubits but the device has {device_qubits}",
                 "use fewer qubits or a larger device (see `vqpu devices`)",
             )
         # A circuit already laid out on a 156-qubit device declares them all but
         # uses a few: the simulation cost follows the qubits that are touched.
-        active = len({q for inst in qc.data for q in inst.qubits})
-        if active > lim.max_qubits:
+        if facts.active_qubits > lim.max_qubits:
             raise LimitExceeded(
-                f"the circuit acts on {active} qubits, over the simulation limit of {lim.max_qubits}",
+                f"the circuit acts on {facts.active_qubits} qubits, over the simulation limit of {lim.max_qubits}",
                 "use fewer qubits",
             )
-        return fmt, active
+        return facts.format, facts.active_qubits
 
     def submit(
         self,
@@ -372,9 +372,14 @@ class ControlPlane:
             existing = self.redis.get(k.idempotency(owner, idempotency_key))
             if existing:
                 return self.task(existing)
-        fmt, nq = self.check_circuit(circuit, circuit_format, int(dev.get("num_qubits") or 0), limits=lim)
+        # Throttles before the parse, so that invalid circuits count too and a loop of them costs
+        # no parsing past the limit (submit.lua enforces the queue cap again, atomically).
         if lim.submissions_per_minute > 0:
             self._check_rate(owner, lim.submissions_per_minute)
+        if lim.max_queued_per_owner > 0 and int(dev.get(f"queued:{owner}") or 0) >= lim.max_queued_per_owner:
+            raise LimitExceeded(f"you already have {lim.max_queued_per_owner} tasks queued on {device} (the limit)",
+                                "wait for some to finish")
+        fmt, nq = self.check_circuit(circuit, circuit_format, int(dev.get("num_qubits") or 0), limits=lim)
         fields.update(circuit=circuit, circuit_format=fmt, num_qubits=str(nq), options=json.dumps(options or {}))
         task_id = new_task_id(device)
         reply = self.scripts.submit(

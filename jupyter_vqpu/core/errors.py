@@ -38,6 +38,13 @@ class LimitExceeded(InvalidRequest):
     code = "limit_exceeded"
 
 
+class PayloadTooLarge(LimitExceeded):
+    """A request body over the API's size limit, refused before it is read."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
 class CircuitError(InvalidRequest):
     code = "invalid_circuit"
 

@@ -6,8 +6,9 @@ import os
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Callable, Int, List, Unicode, default
+from traitlets import Callable, Float, Int, List, Unicode, default
 
+from jupyter_vqpu.core import parsing
 from jupyter_vqpu.core.control import Limits
 from jupyter_vqpu_server.handlers import ServerApiBase, ServerSocketBase, api_handlers
 from jupyter_vqpu_server.metrics import MetricsHandler
@@ -90,6 +91,25 @@ class VqpuApp(ExtensionApp):
     events_block_ms = Int(
         5000, config=True, help="How long one blocking read of the events streams waits (ms); bounds shutdown time."
     )
+    parser_processes = Int(
+        parsing.DEFAULT_POOL_SIZE, config=True,
+        help="Sandboxed processes that parse submitted circuits (the server never parses them itself).",
+    )
+    parser_memory_mb = Int(
+        parsing.DEFAULT_MEMORY_MB, config=True,
+        help="Address-space limit of each parser process (MB); qiskit alone maps about 1.3 GB.",
+    )
+    parser_timeout_s = Float(
+        parsing.DEFAULT_TIMEOUT_S, config=True,
+        help="Wall (and CPU) seconds one circuit may take to parse before its process is killed and the user told.",
+    )
+    parser_max_requests = Int(
+        parsing.DEFAULT_MAX_REQUESTS, config=True, help="Parses after which a parser process is replaced by a fresh one."
+    )
+    max_request_bytes = Int(
+        4 * _DEFAULTS.max_circuit_bytes, config=True,
+        help="Largest request body the API reads (413 past it, refused from the Content-Length before reading).",
+    )
     devices_interval = Int(
         10, config=True, help="Seconds between device-status messages pushed on the events WebSocket."
     )
@@ -129,8 +149,11 @@ class VqpuApp(ExtensionApp):
             max_circuit_bytes=self.max_circuit_bytes,
             max_queued_per_owner=self.max_queued_per_owner,
         )
+        parser = parsing.ParserPool(self.parser_processes, memory_mb=self.parser_memory_mb,
+                                    timeout_s=self.parser_timeout_s, max_requests=self.parser_max_requests)
         self.service = VqpuService(
             redis_url,
+            parser=parser,
             script_loader_url=loader_url,
             devices=self.devices,
             limits=limits,
@@ -139,6 +162,7 @@ class VqpuApp(ExtensionApp):
         )
         self.service.warm_up()
         self.settings.update(vqpu_service=self.service, vqpu_devices_interval=self.devices_interval,
+                             vqpu_max_request_bytes=self.max_request_bytes,
                              vqpu_api_base=api_base,
                              vqpu_metrics_token=self.metrics_token, vqpu_metrics_group_of=self.metrics_group_of)
         self._hand_api_to_kernels()

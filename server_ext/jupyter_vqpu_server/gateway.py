@@ -36,6 +36,7 @@ from tornado.websocket import WebSocketHandler
 from traitlets import Dict, Float, Int, List, Unicode, default, validate
 from traitlets.config import Application
 
+from jupyter_vqpu.core import parsing
 from jupyter_vqpu.core.control import Limits
 from jupyter_vqpu.core.errors import VqpuError
 from jupyter_vqpu_server.caller import SCOPE_INSTRUCT, Caller, caller_from_hub
@@ -281,6 +282,17 @@ class VqpuGateway(Application):
     events_block_ms = Int(5000, config=True, help="How long one blocking read of the events streams waits (ms).")
     devices_interval = Int(10, config=True, help="Seconds between device-status messages on the events socket.")
     worker_threads = Int(16, config=True, help="Threads for blocking Redis calls.")
+    parser_processes = Int(parsing.DEFAULT_POOL_SIZE, config=True,
+                           help="Sandboxed processes that parse submitted circuits (the gateway never parses them).")
+    parser_memory_mb = Int(parsing.DEFAULT_MEMORY_MB, config=True,
+                           help="Address-space limit of each parser process (MB); qiskit alone maps about 1.3 GB.")
+    parser_timeout_s = Float(parsing.DEFAULT_TIMEOUT_S, config=True,
+                             help="Wall (and CPU) seconds one circuit may take to parse before its process is killed.")
+    parser_max_requests = Int(parsing.DEFAULT_MAX_REQUESTS, config=True,
+                              help="Parses after which a parser process is replaced by a fresh one.")
+    max_request_bytes = Int(4 * Limits().max_circuit_bytes, config=True,
+                            help="Largest request body the API reads (413 past it, refused from the Content-Length "
+                            "before reading); keep it above 2x the largest max_circuit_bytes of any group.")
     metrics_token = Unicode(config=True, help="Bearer token for Prometheus at {prefix}metrics "
                             "(default: $VQPU_METRICS_TOKEN; empty: only vQPU admins may read the metrics).")
     cookie_secret_file = Unicode("", config=True, help="File holding the cookie secret (default: a random one "
@@ -330,7 +342,9 @@ class VqpuGateway(Application):
         if not hub_auth.api_token:
             raise VqpuError("no JupyterHub API token for the gateway",
                             "run it as a JupyterHub-managed service, or set $JUPYTERHUB_API_TOKEN")
-        self.service = VqpuService(self.redis_url, script_loader_url=self.script_loader_url,
+        parser = parsing.ParserPool(self.parser_processes, memory_mb=self.parser_memory_mb,
+                                    timeout_s=self.parser_timeout_s, max_requests=self.parser_max_requests)
+        self.service = VqpuService(self.redis_url, script_loader_url=self.script_loader_url, parser=parser,
                                    devices=self.devices, limits=self.quotas.default,
                                    limits_for=self.quotas.for_caller, max_workers=self.worker_threads,
                                    events_block_ms=self.events_block_ms)
@@ -344,6 +358,7 @@ class VqpuGateway(Application):
             "vqpu_directory": directory,
             "vqpu_api_base": prefix + "api",
             "vqpu_devices_interval": self.devices_interval,
+            "vqpu_max_request_bytes": self.max_request_bytes,
             "vqpu_metrics_token": self.metrics_token,
             "vqpu_metrics_group_of": lambda owner: directory.group_of(owner, self.group_limits),
             "cookie_secret": secret,
@@ -354,7 +369,8 @@ class VqpuGateway(Application):
 
     async def serve(self) -> None:
         app = self.make_app()
-        server = app.listen(self.port, self.ip, xheaders=True)
+        # The handlers answer 413 from Content-Length; this also stops a chunked body that never ends.
+        server = app.listen(self.port, self.ip, xheaders=True, max_body_size=self.max_request_bytes + 65536)
         self.service.pump.start()  # events, and the script guard, from the start
         log.info("vqpu gateway serving %sapi/ on http://%s:%s", self.service_prefix, self.ip, self.port)
         stop = asyncio.Event()

@@ -38,9 +38,12 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from jupyter_vqpu.core.errors import InvalidRequest, VqpuError
 from jupyter_vqpu_server.caller import Caller
+from jupyter_vqpu_server.request_body import parse_json_body, too_large
 from jupyter_vqpu_server.service import VqpuService
 
 AUTH_RESOURCE = "vqpu"
+#: Request bodies the API reads at most, when the app sets no ``vqpu_max_request_bytes``.
+DEFAULT_MAX_REQUEST_BYTES = 4_000_000
 #: jupyter_server authorizer resource for device administration (drain, resume, publish) on a server
 ADMIN_RESOURCE = "vqpu_admin"
 _HTTP_CODES = {
@@ -87,15 +90,48 @@ class ApiMixin:
         """The URL path the API is served under (for Location headers)."""
         return self.settings["vqpu_api_base"]
 
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.settings.get("vqpu_max_request_bytes") or DEFAULT_MAX_REQUEST_BYTES)
+
+    async def prepare(self) -> None:
+        """After the app's authentication: refuse an oversized body from its Content-Length, before reading it.
+
+        The HTTP endpoints stream their bodies (``api_handlers``), so tornado has
+        read none of it yet; a chunked body is cut off at the limit by the connection."""
+        started = super().prepare()  # type: ignore[misc]
+        if started is not None:
+            await started
+        self._body_chunks: list[bytes] = []
+        self._body_size = 0
+        limit = self.max_request_bytes
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None:
+            size = int(declared) if declared.strip().isdigit() else -1
+            if size < 0:
+                raise InvalidRequest("the Content-Length header is not a number", "send a valid HTTP request")
+            if size > limit:
+                raise too_large(size, limit)
+        connection = getattr(self.request, "connection", None)
+        if hasattr(connection, "set_max_body_size"):
+            connection.set_max_body_size(limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        """A piece of a streamed body: kept up to the limit, counted past it."""
+        self._body_size += len(chunk)
+        if self._body_size <= self.max_request_bytes:
+            self._body_chunks.append(chunk)
+
     def json_body(self) -> Any:
-        """The request body as JSON; a 400 that says what is wrong otherwise."""
-        body = self.request.body
-        if not body:
-            raise InvalidRequest("the request has no body", "send a JSON object")
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidRequest(f"the request body is not valid JSON ({exc})", "send a JSON object") from None
+        """The request body as JSON, size and depth bounded first; a 400 (413) that says what is wrong otherwise."""
+        chunks = getattr(self, "_body_chunks", None)
+        if chunks is None:  # a handler that does not stream its body
+            body = self.request.body
+        elif self._body_size > self.max_request_bytes:
+            raise too_large(self._body_size, self.max_request_bytes)
+        else:
+            body = b"".join(chunks)
+        return parse_json_body(body, max_bytes=self.max_request_bytes)
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -281,8 +317,14 @@ API_ROUTES: list[tuple[str, type, bool]] = [
 
 @functools.cache
 def _concrete(endpoint: type, base: type) -> type:
-    """``endpoint`` served by ``base``: one class per pair, so names stay stable in logs."""
-    return type(f"{endpoint.__name__.removesuffix('Endpoint')}{base.__name__}", (endpoint, base), {})
+    """``endpoint`` served by ``base``: one class per pair, so names stay stable in logs.
+
+    HTTP endpoints stream their bodies, so that ``ApiMixin.prepare`` sees the
+    Content-Length before tornado reads (up to its 100 MB default) any of it."""
+    cls = type(f"{endpoint.__name__.removesuffix('Endpoint')}{base.__name__}", (endpoint, base), {})
+    if issubclass(cls, ApiMixin) and not issubclass(cls, WebSocketHandler):
+        cls = web.stream_request_body(cls)
+    return cls
 
 
 def api_handlers(prefix: str, http_base: type, socket_base: type) -> list[tuple[str, type]]:

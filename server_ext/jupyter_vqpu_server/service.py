@@ -32,6 +32,7 @@ from jupyter_vqpu.core.connection import connect, redact, resolve_url
 from jupyter_vqpu.core.control import ControlPlane, Limits
 from jupyter_vqpu.core.errors import ControlPlaneUnavailable, InvalidRequest, NotAuthorized, TaskNotFound, UnknownDevice
 from jupyter_vqpu.core.keys import check_device_name, device_of
+from jupyter_vqpu.core.parsing import ParserPool
 from jupyter_vqpu_server.caller import Caller
 
 log = logging.getLogger("vqpu.server")
@@ -55,8 +56,6 @@ REQUIRED_FIELDS = ("device", "circuit")
 MAX_POLL_TIMEOUT_S = 60.0
 # How many non-blocking reads one poll makes past other users' events before answering empty.
 _SKIP_READS = 20
-_WARM_QASM3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[1] q;\nbit[1] c;\nh q[0];\nc = measure q;\n'
-_WARM_QASM2 = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\ncreg c[1];\nh q[0];\nmeasure q -> c;\n'
 
 
 def encode_cursor(cursors: dict[str, str]) -> str:
@@ -109,9 +108,13 @@ class VqpuService:
         max_workers: int = 8,
         events_block_ms: int = 5000,
         control: ControlPlane | None = None,
+        parser: ParserPool | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.script_loader_url = script_loader_url
+        # Circuits are parsed in these sandboxed processes, never in the server's own (see core/parsing.py).
+        self._own_parser = control is None  # a pool handed in with the service is closed with it
+        self.parser = parser or (control.parser if control is not None else ParserPool())
         self.allowed = frozenset(devices)
         self.limits = limits or Limits()
         self.limits_for = limits_for
@@ -134,26 +137,18 @@ class VqpuService:
                 if self._cp is None:
                     url = resolve_url(self.redis_url or None)
                     loader = connect(self.script_loader_url, check=False) if self.script_loader_url else None
-                    self._cp = ControlPlane(connect(url, check=False), limits=self.limits, script_loader=loader)
+                    self._cp = ControlPlane(connect(url, check=False), limits=self.limits, script_loader=loader,
+                                            parser=self.parser)
                     log.info("vqpu: control plane at %s%s", redact(url),
                              f" (scripts loaded by {redact(self.script_loader_url)})" if loader else "")
         return self._cp
 
-    @staticmethod
-    def warm_up() -> None:
-        """Parse a tiny circuit of each format once, on the calling (main) thread.
+    def warm_up(self) -> None:
+        """Start the parser processes now (each loads qiskit in a second or two), without waiting for them.
 
-        Qiskit's OpenQASM importers load lazily; when that first load happens
-        on a worker thread while other threads run, the process can segfault
-        (seen with qiskit 2.6 + qiskit_qasm3_import inside jupyter_server). Doing
-        it once here, before any worker thread parses, avoids that."""
-        try:
-            from jupyter_vqpu.core import circuits
-
-            for text in (_WARM_QASM3, _WARM_QASM2):
-                circuits.parse_circuit(text, circuits.detect_format(text))
-        except Exception:  # a broken parser shows up, readable, on the first submission
-            log.warning("vqpu: could not pre-load the circuit parsers", exc_info=True)
+        The server itself never imports the OpenQASM importers: a native
+        importer that crashes on a hostile circuit takes only a worker down."""
+        self.parser.start()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call on the service's pool; Redis outages become a 503.
@@ -173,6 +168,8 @@ class VqpuService:
     async def close(self) -> None:
         await self.pump.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._own_parser:
+            self.parser.close()
 
     # -------------------------------------------------------------- rights
 
