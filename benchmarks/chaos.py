@@ -176,6 +176,7 @@ class Harness:
         self.agents: dict[str, subprocess.Popen] = {}
         self.role: dict[str, str] = {}
         self.killed: set[str] = set()
+        self.frozen: set[str] = set()
         self.counter = 0
         self.faults: list[str] = []
         self.injected: Counter[str] = Counter()
@@ -323,19 +324,20 @@ class Harness:
         lines = [f"no task became final for {quiet_s:.0f} s with {len(unfinished)} unfinished"]
         try:
             st = self.states(unfinished)
-            lines.append("  by state: " + ", ".join(f"{s}={n}" for s, n in Counter(map(str, st.values())).items()))
+            lines.append("  by state: " + ", ".join(f"{s or 'missing (lost)'}={n}" for s, n in Counter(st.values()).items()))
             for tid in unfinished[:8]:
                 h = self.cp.redis.hgetall(self.cp.keys(DEVICE).task(tid))
                 last = [e["event"] + (f"({e['reason']})" if e.get("reason") else "") for e in self.cp.history(tid)[-4:]]
                 holder = h.get("agent") or "-"
-                alive = "alive" if holder in self.agents and self.agents[holder].poll() is None else "not running"
+                alive = ("SIGSTOPped" if holder == self.zombie or holder in self.frozen else
+                         "alive" if holder in self.agents and self.agents[holder].poll() is None else "not running")
                 lines.append(f"  {tid}: {h.get('state')} attempt {h.get('attempt')} agent {holder} ({alive}); "
                              f"last events {', '.join(last)}")
         except Exception as exc:
             lines.append(f"  (Redis unreadable: {type(exc).__name__}: {exc})")
         for name in self.agents:
             state = "alive" if self.agents[name].poll() is None else f"exited {self.agents[name].returncode}"
-            if name == self.zombie:
+            if name == self.zombie or name in self.frozen:
                 state = "SIGSTOPped"
             lines.append(f"  agent {name} [{self.role[name]}] {state}: {self.log_tail(name)}")
         lines.append(f"  logs: {self.tmp} (kept)")
@@ -375,8 +377,8 @@ class Harness:
 
     def kill_agent(self) -> bool:
         held = self.holders()
-        victims = [n for n in self.live() if n != self.zombie and held.get(n)] or \
-            [n for n in self.live() if n != self.zombie]
+        victims = [n for n in self.live() if n != self.zombie and n not in self.frozen and held.get(n)] or \
+            [n for n in self.live() if n != self.zombie and n not in self.frozen]
         if not victims:
             return False
         v = self.rng.choice(victims)
@@ -402,6 +404,15 @@ class Harness:
             self.agents[self.zombie].send_signal(signal.SIGCONT)
             self.faults.append(f"{self.elapsed():6.1f}s   SIGCONT {self.zombie}")
             self.zombie = None
+
+    def freeze(self) -> bool:
+        """The harness's self-test: SIGSTOP every agent for good while submissions go on. Nothing can
+        survive it; the run must end as stalled, saying what is stuck, instead of hanging."""
+        for name in self.live(None):
+            self.agents[name].send_signal(signal.SIGSTOP)
+            self.frozen.add(name)
+        self.note("freeze", f"SIGSTOP every agent for good ({len(self.frozen)})")
+        return True
 
     def redis_kill(self) -> bool:
         self.redis.kill(signal.SIGKILL)
@@ -435,10 +446,10 @@ class Harness:
             self.maxmemory_restore = self.admin.config_get("maxmemory")["maxmemory"]
             self.oom_before = self._oom_count()
             used = int(self.admin.info("memory")["used_memory"])
-            self.admin.config_set("maxmemory", used + 256 * 1024)
+            self.admin.config_set("maxmemory", used + 64 * 1024)
         except Exception:
             return False
-        self.note("maxmemory", f"maxmemory {used + 256 * 1024} (used {used}, noeviction) for {self.args.lease * 2:.0f}s")
+        self.note("maxmemory", f"maxmemory {used + 64 * 1024} (used {used}, noeviction) for {self.args.lease * 2:.0f}s")
         return True
 
     def maxmemory_end(self) -> None:
@@ -517,6 +528,7 @@ class Harness:
         add(a.full_disk, Fault("full_disk", 0, self.fill_disk))
         add(a.redis_outage, Fault("redis_outage", 0, self.outage_begin, self.outage_s(), self.outage_end, downtime=True))
         add(a.maxmemory, Fault("maxmemory", 0, self.maxmemory_begin, a.lease * 2, self.maxmemory_end, downtime=True))
+        add(a.freeze, Fault("freeze", 0, self.freeze))
         return faults
 
     # -------------------------------------------------------------- run
@@ -596,7 +608,9 @@ class Harness:
                 try:
                     todo = [t for t in submitted if t not in final]
                     st = self.states(todo) if todo else {}
-                    newly = {t for t, s in st.items() if s in FINAL}
+                    # final, or gone: an acknowledged task whose hash vanished is lost (the audit counts
+                    # it) and will never move again
+                    newly = {t for t, s in st.items() if s in FINAL or s is None}
                     if newly or len(final) == len(submitted):
                         last_progress = now
                     final |= newly
@@ -810,15 +824,13 @@ def main() -> int:
     p.add_argument("--max-attempts", type=int, default=5)
     p.add_argument("--kill-every", type=float, default=4.0, help="seconds between SIGKILLs (0: none)")
     on = argparse.BooleanOptionalAction
-    p.add_argument("--zombie", action=on, default=True)
-    p.add_argument("--redis-kill", action=on, default=True)
-    p.add_argument("--script-flush", action=on, default=True)
-    p.add_argument("--redis-outage", action=on, default=False)
-    p.add_argument("--maxmemory", action=on, default=False)
-    p.add_argument("--acl", action=on, default=False)
-    p.add_argument("--full-disk", action=on, default=False)
-    p.add_argument("--garbage", action=on, default=False)
-    p.add_argument("--all-faults", action="store_true", help="every fault above on")
+    defaults = {"zombie": True, "redis_kill": True, "script_flush": True, "redis_outage": False, "maxmemory": False,
+                "acl": False, "full_disk": False, "garbage": False}
+    for name in defaults:
+        p.add_argument("--" + name.replace("_", "-"), action=on, default=None)
+    p.add_argument("--all-faults", action="store_true", help="every fault on, except those turned off by --no-...")
+    p.add_argument("--freeze", action="store_true",
+                   help="self-test: SIGSTOP every agent for good; the run must end as stalled")
     p.add_argument("--garbage-every", type=int, default=2, help="the garbage agent garbles one task in this many")
     p.add_argument("--reload-every", type=float, default=5.0, help="the trusted side's script check interval")
     p.add_argument("--spread", type=float, help="seconds to pace the submissions over (default: the fault schedule)")
@@ -836,14 +848,17 @@ def main() -> int:
     a = p.parse_args()
     if a.client is not None:
         return client_main(a.url, a.count, a.client, a.out, a.shots, a.spread or 0.0)
-    if a.all_faults:
-        a.zombie = a.redis_kill = a.script_flush = a.redis_outage = a.maxmemory = a.acl = a.full_disk = a.garbage = True
+    for name, default in defaults.items():
+        if getattr(a, name) is None:
+            setattr(a, name, a.all_faults or default)
     harness = Harness(a)
     report = None
     try:
         report = harness.run()
     except Stalled as exc:
         print(f"FAIL: {exc}")
+        if a.json:
+            print(json.dumps({"failures": [str(exc).splitlines()[0]], "stalled": str(exc)}))
         return 1
     finally:
         harness.cleanup()
