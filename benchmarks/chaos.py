@@ -638,14 +638,26 @@ class Harness:
         report = self.audit(submitted, cal, wall)
         report.update(calibration={"tasks": cal.tasks, "agents_ready_s": round(cal.ready_s, 1),
                                    "tasks_per_s": round(cal.rate, 1), "wall_s": round(cal.wall_s, 1)},
-                      estimate_s=round(estimate, 1), stall_limit_s=round(stall_s, 1),
+                      estimate_s=round(estimate, 1), wall_vs_estimate=round(wall / estimate, 2),
+                      stall_limit_s=round(stall_s, 1),
                       kill_every_s=round(kill_every, 1), stalled=stalled,
                       wall_total_s=round(time.monotonic() - self.t0, 1))
+        report["redis_log_critical"] = self.redis_critical()
         report["failures"] = self.verdict(report)
         self.redis.stop()
         if report["failures"] or a.keep:
             report["logs"] = str(self.tmp)
         return report
+
+    def redis_critical(self) -> dict:
+        """Redis's own CRITICAL/WARNING lines (e.g. an AOF replay that dropped writes), the first
+        of each kind: where to look first when something was lost."""
+        try:
+            lines = (self.tmp / "redis" / "redis.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return {}
+        critical = [line for line in lines if "CRITICAL" in line or "Bad file format" in line]
+        return {"count": len(critical), "first": critical[0][:400]} if critical else {}
 
     def stop_agents(self) -> None:
         for p in self.agents.values():

@@ -99,6 +99,35 @@ def test_a_task_whose_executor_dies_on_every_attempt_ends_failed_lost(seeded, re
     assert len(requeues) == 2
 
 
+def test_a_redis_restart_under_the_shipped_acl_file_keeps_every_acknowledged_task(tmp_path):
+    """Redis 7 writes a script's effects to the AOF as MULTI/EXEC; replaying EXEC re-checks the ACL
+    as the default user (redis/redis#14541, fixed upstream in #14545), so a default user with no
+    rights silently drops every scripted write on restart. Found by the chaos harness (--acl
+    with --redis-kill): every task gone after kill -9. The shipped file must survive a restart."""
+    from jupyter_vqpu.core.acl import acl_file
+    from jupyter_vqpu.core.control import ControlPlane
+    from tests.support import RedisServer
+
+    (tmp_path / "users.acl").write_text(acl_file("agent-pw", "gateway-pw", ["ideal"]))
+    server = RedisServer(tmp_path, username="vqpu-gateway", password="gateway-pw",
+                         extra_args=("--aclfile", str(tmp_path / "users.acl"))).start()
+    try:
+        import redis
+
+        cp = ControlPlane(redis.Redis.from_url(server.url, decode_responses=True))
+        cp.seed(["ideal"])
+        cp.scripts.load_all()
+        tid = Client(control=cp, owner="acl").submit(GHZ3, device="ideal", shots=10).id
+        server.kill(signal.SIGKILL)
+        server.start()
+        cp.scripts.load_all()
+        assert cp.task(tid)["state"] == "queued", "the acknowledged task was lost across the restart"
+        with pytest.raises(redis.exceptions.AuthenticationError):  # and still no way in without a password
+            redis.Redis(host="127.0.0.1", port=server.port).hgetall(cp.keys("ideal").device)
+    finally:
+        server.stop()
+
+
 def _chaos(*args: str, tasks: int) -> tuple[subprocess.CompletedProcess, dict]:
     """Run benchmarks/chaos.py and parse its JSON report (its last line).
 
