@@ -128,6 +128,37 @@ def test_a_redis_restart_under_the_shipped_acl_file_keeps_every_acknowledged_tas
         server.stop()
 
 
+def test_an_agent_under_the_shipped_acl_renews_the_lease_of_a_long_task(seeded, redis_server, tmp_path):
+    """Found by the chaos harness (--acl): every lease renewal of a least-privilege agent failed with
+    NOPERM, so any task longer than a lease was requeued and fenced, and after max attempts failed
+    'lost'. The renewal pipelines the progress script, and redis-py's pipeline first runs SCRIPT
+    EXISTS, which the agent's rules do not grant. A task held for three leases must keep attempt 1."""
+    from jupyter_vqpu.core.acl import agent_rules
+    from tests.integration.test_agent import HoldExecutor
+
+    admin = seeded.redis
+    admin.acl_setuser("vqpu-agent", enabled=True, passwords=["+renew-pw"], reset=True)
+    admin.execute_command("ACL", "SETUSER", "vqpu-agent", *agent_rules(["ideal"]))
+    url = f"redis://vqpu-agent:renew-pw@127.0.0.1:{redis_server.port}/0"
+    hold = HoldExecutor()
+    running = Running(url, hold, tmp_path, lease_s=1.0, renew_s=0.25)
+    try:
+        task = Client(control=seeded).submit(GHZ3, device="ideal", shots=10)
+        wait_for(lambda: task.id in hold.jobs, 60, "the task to be running")
+        held_since = seeded.server_time()
+        wait_for(lambda: seeded.server_time() > held_since + 3.0, 60, "three leases to pass")
+        view = seeded.task(task.id)
+        events = [e["event"] + ":" + str(e.get("reason", "")) for e in seeded.history(task.id)]
+        assert view["state"] == "running" and view["attempts"] == 1, f"the lease was not renewed: {events}"
+        lease_until = int(seeded.redis.hget(seeded.keys("ideal").task(task.id), "lease_until")) / 1000
+        assert lease_until > held_since + 2.0, f"the lease was not renewed: {events}"
+        hold.release(task.id, view["snapshot_id"])
+        assert task.result(timeout=60)["state"] == "completed"
+    finally:
+        running.stop()
+        admin.acl_deluser("vqpu-agent")
+
+
 def _chaos(*args: str, tasks: int) -> tuple[subprocess.CompletedProcess, dict]:
     """Run benchmarks/chaos.py and parse its JSON report (its last line).
 
