@@ -1,4 +1,4 @@
-"""A single-user Jupyter server that holds the Redis URL keeps it out of its kernels.
+"""A single-user Jupyter server that holds the Redis URLs keeps them out of its kernels.
 
 A real ``jupyter server`` (a subprocess, as a user would start it) with
 ``VQPU_REDIS_URL`` naming a password-protected redis-server; a real kernel it
@@ -52,7 +52,8 @@ def jupyter_server(private_redis, tmp_path):
                       devices=("ideal",))
     port, token = free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VQPU_", "JUPYTERHUB_"))}
-    env.update(VQPU_REDIS_URL=private_redis.url, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+    # The loader URL (used only to reload scripts) is a credential too; here the same user stands in for it.
+    env.update(VQPU_REDIS_URL=private_redis.url, VQPU_SCRIPT_LOADER_URL=private_redis.url, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                VQPU_HOME=str(tmp_path / "vqpu-home"))
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen(
@@ -108,7 +109,8 @@ def test_kernels_of_a_single_user_server_hold_no_redis_credential_and_still_subm
     ])
     seen = json.loads(out[0].split(marker, 1)[1])
     env = seen["env"]
-    assert "VQPU_REDIS_URL" not in env and not seen["password"], sorted(env)
+    assert "VQPU_REDIS_URL" not in env and "VQPU_SCRIPT_LOADER_URL" not in env, sorted(env)
+    assert not seen["password"], sorted(env)
     assert not [k for k, v in env.items() if "redis://" in v or "rediss://" in v], sorted(env)
     assert env.get("VQPU_API_URL", "").startswith(url) and env.get("VQPU_API_TOKEN"), sorted(env)
     assert out[1].strip() == "CLIENT ApiClient", out[1]
