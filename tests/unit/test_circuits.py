@@ -199,3 +199,74 @@ def test_load_python_circuit_file(tmp_path):
         (tmp_path / name).write_text(body)
         with pytest.raises(CircuitError, match=message):
             C.load_python_circuit_file(tmp_path / name)
+
+
+# ------------------------------------------------------------ hostile text
+
+H3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\n'
+H2 = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\n'
+
+
+@pytest.mark.parametrize(("text", "error", "needle"), [
+    # the red team's findings (issue 10): each crashed, stalled or swelled a server
+    (H3 + "rz(" + "(" * 9000 + "1" + ")" * 9000 + ") q[0];\n", LimitExceeded, "brackets nest more than 32 deep"),
+    (H2 + "rz(" + "(" * 9000 + "1" + ")" * 9000 + ") q[0];\n", LimitExceeded, "brackets nest more than 32 deep"),
+    (H3 + "rz(" + "-" * 5000 + "1) q[0];\n", LimitExceeded, "more than 16 operators in a row"),
+    (H3 + "rz(" + "- " * 30 + "1) q[0];\n", LimitExceeded, "more than 16 operators in a row"),
+    (H3 + "bit[" * 2500, LimitExceeded, "brackets nest"),
+    ("OPENQASM 3.0;\nqubit[5000*1000] q;\n", LimitExceeded, "declares 5000000 qubits"),
+    ("OPENQASM 3.0;\nqubit[1000000*1000] q;\n", LimitExceeded, "declares 1000000000 qubits"),
+    ("OPENQASM 3.0;\nconst uint n = 100000;\nqubit[n] q;\n", LimitExceeded, "declares 100000 qubits"),
+    ("OPENQASM 3.0;\nqubit[2**62] q;\n", LimitExceeded, "qubits, over the limit"),
+    ("OPENQASM 3.0;\nqreg q[5000*1000];\n", LimitExceeded, "declares 5000000 qubits"),
+    ("OPENQASM 3.0;\nbit[9**9] c;\n", LimitExceeded, "classical bits"),
+    ("OPENQASM 3.0;\nqubit[sizeof(x)] q;\n", CircuitError, "is not a constant this service can evaluate"),
+    ("OPENQASM 3.0;\nqubit[n] q;\n", CircuitError, "is not a constant"),
+    (H3 + "/*" * 25000, CircuitError, "unterminated /\\* comment starting at line 4"),
+    (H3 + "h q[0];\n/* never closed\n" + "x" * 50000, CircuitError, "unterminated /\\* comment"),
+    # the rest of the family
+    (H3 + "rz(1" + "-1" * 150 + ") q[0];\n", LimitExceeded, "more than 100 operators"),
+    (H3 + "rz(" + "2**" * 3000 + "2) q[0];\n", LimitExceeded, "more than 100 operators"),
+    (H3 + "x" * 100000, LimitExceeded, "over 256 characters"),
+    (H3 + "h $" + "9" * 5000 + ";\n", LimitExceeded, "over 256 characters"),
+    (H3 + "gate a " * 10000, LimitExceeded, "over 2500 characters"),
+    (H3 + "h q[0]" * 3000, LimitExceeded, "over 2500 characters"),  # ANTLR took 15 s over this
+    (H3 + "h q[0];\x00\x01", CircuitError, "binary data \\(byte 0x00 at line 4, column 8\\)"),
+    (H3 + "h q[0];\udc80", CircuitError, "not valid UTF-8"),
+    (H3 + 'include "stdgates.inc";\n' * 1000, CircuitError, "included more than once"),
+    (H3 + "include " + '"' * 5000, CircuitError, "is not allowed"),
+], ids=lambda v: (v[:24] + str(len(v))) if isinstance(v, str) and len(v) > 40 else None)
+def test_hostile_text_is_refused_by_the_cheap_bounds(monkeypatch, text, error, needle):
+    from qiskit import qasm2, qasm3
+
+    def no_parser(*_a, **_k):
+        raise AssertionError("hostile text reached a parser")
+
+    for module, name in ((qasm2, "loads"), (qasm3, "loads"), (qasm3, "loads_experimental")):
+        monkeypatch.setattr(module, name, no_parser)
+    with pytest.raises(error, match=needle) as err:
+        C.parse_circuit(text)
+    assert err.value.hint and "\n" not in err.value.message and len(err.value.message) < 300
+
+
+@pytest.mark.parametrize("text", [
+    "OPENQASM 3.0;\nqubit[2*2] q;\nbit[(1+1)*2] c;\n",
+    H3 + "rz(-(pi/2) + -0.5*(1 - -2)) q[0];\n" + "/* a comment // inside */ h q[1]; // and one more /*\n",
+    H2 + "rz(-(pi/2)) q[0]; /* is not a comment in OpenQASM 2 */\n".replace(" /* is not a comment in OpenQASM 2 */", ""),
+])
+def test_the_bounds_leave_real_programs_alone(text):
+    qc = C.parse_circuit(text)
+    assert qc.num_qubits >= 2
+
+
+def test_constant_sizes_are_counted_like_literals():
+    with pytest.raises(LimitExceeded, match="declares 160 qubits, over the limit of max_qubits=156"):
+        C.parse_circuit("OPENQASM 3.0;\nconst uint n = 80;\nqubit[n] a;\nqubit[n*1] b;\n", max_qubits=156)
+    # (Qiskit's importer does not take const declarations yet; the screen counts them all the same.)
+    assert C.screen("OPENQASM 3.0;\nconst uint n = 78;\nqubit[2*n] q;\n", max_qubits=156)[0] == "qasm3"
+
+
+def test_gate_headers_without_bodies_are_scanned_once():
+    # "gate a " with no "{": the old regex rescanned to the end for each one (quadratic)
+    text = H3 + "gate a x;\n" * 2000 + "gate g a { h a; h a; }\ng q[0];\n"
+    assert C.estimate_expanded_ops(C.strip_comments(text, block=True, strict=True), 10**6) >= 2
