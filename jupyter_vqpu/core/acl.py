@@ -14,9 +14,11 @@ import hashlib
 
 from jupyter_vqpu.core.keys import Keys, check_device_name
 
-#: Every command the agent issues, directly or from its scripts.
+#: Every command the agent issues, directly or from its scripts. ``script|exists``: a redis-py
+#: pipeline that runs scripts (the lease renewal) asks which are loaded before it sends EVALSHA;
+#: it reveals only whether a given SHA is cached.
 AGENT_COMMANDS = (
-    "evalsha", "ping", "time", "hello", "client|setname",
+    "evalsha", "script|exists", "ping", "time", "hello", "client|setname",
     "xreadgroup", "xautoclaim", "xgroup|create", "xack", "xdel", "xadd", "xrange", "xrevrange",
     "hget", "hgetall", "hmget", "hset", "hsetnx", "hincrby", "hdel", "exists", "get", "set",
     "zadd", "zrem", "zrank", "zcard", "zrange", "zrangebyscore", "zscore", "rpush", "lrange", "smembers",
