@@ -97,7 +97,7 @@ class VqpuApp(ExtensionApp):
     )
     parser_memory_mb = Int(
         parsing.DEFAULT_MEMORY_MB, config=True,
-        help="Address-space limit of each parser process (MB); qiskit alone maps about 1.3 GB.",
+        help="Address-space limit of each parser process (MB); a worker needs ~300 MB to start, ~450 MB for a 1 MB circuit.",
     )
     parser_timeout_s = Float(
         parsing.DEFAULT_TIMEOUT_S, config=True,

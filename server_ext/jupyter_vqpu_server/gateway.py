@@ -285,7 +285,7 @@ class VqpuGateway(Application):
     parser_processes = Int(parsing.DEFAULT_POOL_SIZE, config=True,
                            help="Sandboxed processes that parse submitted circuits (the gateway never parses them).")
     parser_memory_mb = Int(parsing.DEFAULT_MEMORY_MB, config=True,
-                           help="Address-space limit of each parser process (MB); qiskit alone maps about 1.3 GB.")
+                           help="Address-space limit of each parser process (MB); a worker needs ~300 MB to start, ~450 MB for a 1 MB circuit.")
     parser_timeout_s = Float(parsing.DEFAULT_TIMEOUT_S, config=True,
                              help="Wall (and CPU) seconds one circuit may take to parse before its process is killed.")
     parser_max_requests = Int(parsing.DEFAULT_MAX_REQUESTS, config=True,
