@@ -22,6 +22,15 @@ def get_backend(device: str = "fez", **kwargs):
     return _get(device, **kwargs)
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The built lab extension (``jlpm build`` writes it to ``jupyter_vqpu/labextension``).
+
+    ``jupyter labextension develop --overwrite .`` in a checkout links it into
+    ``share/jupyter/labextensions``, so every later ``jlpm build`` reaches every lab, instead
+    of the copy that ``pip install -e .`` made once going stale."""
+    return [{"src": "labextension", "dest": "jupyter-vqpu"}]
+
+
 def __getattr__(name: str):
     # Lazy, so that `import jupyter_vqpu.core.snapshot` in a job stays light.
     if name == "Client":

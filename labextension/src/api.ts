@@ -56,6 +56,38 @@ export interface ITaskView {
   finished_at?: number | null;
   updated_at?: number | null;
   counts?: { [bitstring: string]: number } | null;
+  tags?: string[] | null;
+  notice?: string | null;
+  pinned?: boolean | null;
+  /** Only in one task's view (`tasks/{id}`): its transitions, oldest first. */
+  history?: IHistoryEntry[] | null;
+  /** Only once completed: where the task's time went (seconds). */
+  phases?: { [phase: string]: number } | null;
+  simulator?: { method?: string; device?: string; reason?: string } | null;
+  timings?: { [step: string]: number } | null;
+  layout?: number[] | null;
+}
+
+/** One transition of a task (`history` of `tasks/{id}`). */
+export interface IHistoryEntry {
+  /** Server time, epoch milliseconds. */
+  ts: number;
+  event: string;
+  agent?: string;
+  token?: number | string;
+  reason?: string;
+  by?: string;
+  job_id?: string;
+  [field: string]: unknown;
+}
+
+/** `tasks/{id}/circuit`: what the task runs, as submitted and as transpiled for the device. */
+export interface ITaskCircuit {
+  task_id: string;
+  format: string;
+  circuit: string;
+  /** OpenQASM 3; null until it ran (or when it was too long to keep). */
+  transpiled_qasm: string | null;
 }
 
 /** A message on `vqpu/api/events` (WebSocket) or from the long-poll fallback. */
@@ -67,6 +99,10 @@ export interface IEventMessage {
   task?: string | null;
   data?: { [key: string]: unknown };
   devices?: IDevice[];
+  /** The control plane as the service last found it (with device lists and errors). */
+  control_plane?: { state: string; message?: string; hint?: string };
+  message?: string;
+  hint?: string;
 }
 
 const NOT_INSTALLED_HINT =
@@ -173,6 +209,17 @@ export function getTask(
 ): Promise<ITaskView> {
   return requestAPI<ITaskView>(
     `tasks/${encodeURIComponent(id)}`,
+    {},
+    settings
+  );
+}
+
+export function getTaskCircuit(
+  id: string,
+  settings?: ServerConnection.ISettings
+): Promise<ITaskCircuit> {
+  return requestAPI<ITaskCircuit>(
+    `tasks/${encodeURIComponent(id)}/circuit`,
     {},
     settings
   );

@@ -1,31 +1,19 @@
 /**
- * The panel's header: its title, how live updates arrive right now
- * (`.jp-vqpu-connection`, `data-mode`), and a Refresh button.
+ * The panel's header: its title, the live dot (`.jp-vqpu-connection`,
+ * `data-mode`: whether updates reach the panel, see connection.ts), and a
+ * Refresh button.
  */
-import type { ConnectionMode } from './events';
+import { type ILiveStatus, liveStatus } from './connection';
 import { el } from './format';
-
-const MODE_LABELS: Record<ConnectionMode, string> = {
-  connecting: 'connecting…',
-  live: 'live',
-  polling: 'polling',
-  offline: 'offline'
-};
-
-const MODE_TITLES: Record<ConnectionMode, string> = {
-  connecting: 'Connecting to the vQPU event stream',
-  live: 'Live updates over a WebSocket',
-  polling: 'Live updates by long-polling (WebSocket unavailable)',
-  offline: 'Cannot reach the vQPU event stream; retrying'
-};
 
 export class HeaderView {
   /** `onRefresh` runs when Refresh is clicked. */
   constructor(onRefresh: () => void) {
     this.node = el('div', 'jp-vqpu-header');
     this.node.appendChild(el('h2', 'jp-vqpu-title', 'vQPU'));
-    this._status = el('span', 'jp-vqpu-connection', MODE_LABELS.connecting);
-    this._status.dataset.mode = 'connecting';
+    this._status = el('span', 'jp-vqpu-connection');
+    this._status.setAttribute('role', 'status');
+    this.setStatus(liveStatus('connecting', null));
     this.node.appendChild(this._status);
     const refresh = el('button', 'jp-vqpu-refresh jp-mod-styled', 'Refresh');
     refresh.type = 'button';
@@ -36,10 +24,11 @@ export class HeaderView {
 
   readonly node: HTMLElement;
 
-  setMode(mode: ConnectionMode): void {
-    this._status.dataset.mode = mode;
-    this._status.textContent = MODE_LABELS[mode];
-    this._status.title = MODE_TITLES[mode];
+  /** Show the live dot's state (connection.ts says which). */
+  setStatus(status: ILiveStatus): void {
+    this._status.dataset.mode = status.mode;
+    this._status.textContent = status.label;
+    this._status.title = status.title;
   }
 
   private _status: HTMLElement;

@@ -19,8 +19,17 @@ export interface IKeyedListOptions<T> {
   signature: (item: T) => string;
   /** Display order (a total order: break ties on the key). */
   compare: (a: T, b: T) => number;
-  /** Show at most this many (the first in display order). */
+  /** Show at most this many (the first in display order, after `offset`). */
   limit?: number;
+}
+
+/**
+ * Which of the items are shown: those `filter` keeps, in display order, from
+ * the `offset`-th on, at most `limit` of them (a page).
+ */
+export interface IKeyedWindow<T> {
+  filter?: ((item: T) => boolean) | null;
+  offset?: number;
 }
 
 /** What one update changed, for the view to apply. */
@@ -58,6 +67,16 @@ export class KeyedList<T> {
     return this._items.has(key);
   }
 
+  /** How many items the filter keeps (on every page, not only the shown one). */
+  get matching(): number {
+    return this._matching;
+  }
+
+  /** Every item held (shown or not), in no particular order. */
+  values(): T[] {
+    return [...this._items.values()];
+  }
+
   /** The shown items, in display order. */
   shown(): T[] {
     return this._order.map(k => this._items.get(k) as T);
@@ -85,6 +104,12 @@ export class KeyedList<T> {
     return this._update();
   }
 
+  /** Show another window of the items (a filter, a page); keeps what it does not name. */
+  setWindow(window: IKeyedWindow<T>): IKeyedChange {
+    this._window = { ...this._window, ...window };
+    return this._update();
+  }
+
   /**
    * Render this key's row again although its data did not change (to undo
    * what the view changed in place, like a "Cancelling…" button).
@@ -96,8 +121,14 @@ export class KeyedList<T> {
 
   private _update(): IKeyedChange {
     const { key, signature, compare, limit } = this._options;
-    const sorted = [...this._items.values()].sort(compare);
-    const visible = limit === undefined ? sorted : sorted.slice(0, limit);
+    const { filter, offset = 0 } = this._window;
+    const all = [...this._items.values()];
+    const sorted = (filter ? all.filter(filter) : all).sort(compare);
+    this._matching = sorted.length;
+    const visible = sorted.slice(
+      offset,
+      limit === undefined ? undefined : offset + limit
+    );
     const order: string[] = [];
     const inserted: string[] = [];
     const updated: string[] = [];
@@ -129,4 +160,6 @@ export class KeyedList<T> {
   /** Shown keys to render again on the next update whatever their data. */
   private _dirty = new Set<string>();
   private _loaded = false;
+  private _window: IKeyedWindow<T> = {};
+  private _matching = 0;
 }

@@ -1,5 +1,6 @@
 /**
- * The "vQPU" left-sidebar panel: devices and the user's tasks, live.
+ * The "vQPU" left-sidebar panel: devices and the user's tasks, live; a job
+ * manager for them (filter, search, pages, a detail view per task).
  *
  * The controller: it fetches from the API, listens to the event stream, keeps
  * the timers, feeds what it learns into the model (panelModel.ts) and hands
@@ -10,15 +11,26 @@ import { ServerConnection } from '@jupyterlab/services';
 import { type Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { cancelTask, getTask, listDevices, listTasks } from './api';
+import {
+  type ITaskCircuit,
+  cancelTask,
+  getTask,
+  getTaskCircuit,
+  listDevices,
+  listTasks
+} from './api';
 import { VqpuApiError } from './apiError';
+import { liveStatus } from './connection';
 import { DeviceListView } from './deviceView';
 import { ErrorView } from './errorView';
 import { type ConnectionMode, EventStream } from './events';
 import { displayTaskId } from './format';
 import { HeaderView } from './headerView';
 import type { IKeyedChange } from './keyedList';
-import { VqpuPanelModel } from './panelModel';
+import { type ITaskFilter, VqpuPanelModel } from './panelModel';
+import { TaskState } from './states';
+import { TaskDetailView } from './taskDetailView';
+import { TaskFilterView } from './taskFilterView';
 import { TaskListView } from './taskView';
 
 /** Device list refresh period (keeps queue depth / snapshot age honest). */
@@ -31,6 +43,18 @@ const TICK_MS = 1_000;
 const TASK_REFRESH_DEBOUNCE_MS = 50;
 /** Device events arriving within this window cause one re-read. */
 const DEVICE_REFRESH_DEBOUNCE_MS = 250;
+
+type Settled<T> =
+  | { status: 'fulfilled'; value: T }
+  | { status: 'rejected'; reason: unknown };
+
+/** `p`'s outcome, never a rejection (Promise.allSettled, which ES2019 lacks). */
+function settle<T>(p: Promise<T>): Promise<Settled<T>> {
+  return p.then(
+    value => ({ status: 'fulfilled' as const, value }),
+    reason => ({ status: 'rejected' as const, reason })
+  );
+}
 
 export interface IVqpuPanelOptions {
   settings?: ServerConnection.ISettings;
@@ -50,11 +74,22 @@ export class VqpuPanel extends Widget {
     this._deviceView = new DeviceListView(this._model.devices);
     this._taskView = new TaskListView(
       this._model.tasks,
-      id => void this.cancel(id)
+      id => void this.cancel(id),
+      id => void this.openTask(id)
     );
+    this._filterView = new TaskFilterView({
+      onFilter: f => this.setFilter(f),
+      onPage: delta => this.setPage(this._model.pageInfo().page + delta)
+    });
+    this._taskView.toolbar.appendChild(this._filterView.node);
+    this._detailView = new TaskDetailView({
+      onBack: () => this.closeTask(),
+      onCancel: id => void this.cancel(id)
+    });
     for (const view of [
       this._header,
       this._errorView,
+      this._detailView,
       this._deviceView,
       this._taskView
     ]) {
@@ -118,6 +153,8 @@ export class VqpuPanel extends Widget {
   async refreshDevices(): Promise<void> {
     try {
       this._showDevices(this._model.setDevices(await listDevices(this._settings)));
+      // The device list comes from the control plane: it answered.
+      this._noteControlPlane({ state: 'connected' });
       this._clearError('devices');
     } catch (err) {
       this._setError('devices', err);
@@ -133,10 +170,71 @@ export class VqpuPanel extends Widget {
     }
   }
 
+  /** Narrow the task list (back to its first page). */
+  setFilter(filter: Partial<ITaskFilter>): void {
+    this._showTasks(this._model.setFilter(filter));
+  }
+
+  /** Show page `page` of the task list (from 0). */
+  setPage(page: number): void {
+    this._showTasks(this._model.setPage(page));
+  }
+
+  /** Open task `id` in the detail view (its full view, history and circuit). */
+  async openTask(id: string): Promise<void> {
+    const known = this._model.tasks.get(id);
+    this._circuit = null;
+    if (known) {
+      this._detailView.show(known, null);
+    }
+    this._setDetailShown(true);
+    const [view, circuit] = await Promise.all([
+      settle(getTask(id, this._settings)),
+      settle(getTaskCircuit(id, this._settings))
+    ]);
+    if (this._detailView.taskId !== id && known) {
+      return; // closed (or another opened) meanwhile
+    }
+    if (circuit.status === 'fulfilled') {
+      this._circuit = circuit.value;
+      this._clearError(`circuit:${id}`);
+    } else {
+      this._setError(`circuit:${id}`, circuit.reason, 'Circuit: ');
+    }
+    if (view.status === 'fulfilled') {
+      this._showTasks(this._model.setTask(view.value));
+      this._detailView.show(view.value, this._circuit);
+      this._clearError(`task:${id}`);
+    } else {
+      this._setError(`task:${id}`, view.reason);
+      if (!known) {
+        this.closeTask();
+      }
+    }
+  }
+
+  /** Back from the detail view to the lists. */
+  closeTask(): void {
+    const id = this._detailView.taskId;
+    this._detailView.hide();
+    this._circuit = null;
+    this._setDetailShown(false);
+    if (id) {
+      this._taskView.focusRow(id);
+    }
+  }
+
   async refreshTask(id: string): Promise<void> {
     try {
-      this._showTasks(this._model.setTask(await getTask(id, this._settings)));
+      const view = await getTask(id, this._settings);
+      this._showTasks(this._model.setTask(view));
       this._clearError(`task:${id}`);
+      if (this._detailView.taskId === id) {
+        if (view.state === TaskState.COMPLETED && !this._circuit?.transpiled_qasm) {
+          this._circuit = await getTaskCircuit(id, this._settings).catch(() => this._circuit);
+        }
+        this._detailView.show(view, this._circuit);
+      }
     } catch (err) {
       // Someone else's task (or a purged one): not ours to show.
       if (
@@ -177,6 +275,7 @@ export class VqpuPanel extends Widget {
   private _showDevices(change: IKeyedChange | null): void {
     if (change) {
       this._deviceView.update(change);
+      this._filterView.setDevices(this._model.taskDevices());
       this._tick();
     }
   }
@@ -184,13 +283,34 @@ export class VqpuPanel extends Widget {
   private _showTasks(change: IKeyedChange | null): void {
     if (change) {
       this._taskView.update(change, this._model.taskSummary());
+      this._filterView.setPage(this._model.pageInfo());
       this._tick();
     }
   }
 
+  private _setDetailShown(shown: boolean): void {
+    this._deviceView.node.hidden = shown;
+    this._taskView.node.hidden = shown;
+    this.node.classList.toggle('jp-vqpu-mod-detail', shown);
+  }
+
   private _setError(key: string, err: unknown, prefix = ''): void {
+    if (this._model.noteFailure(err)) {
+      this._showLive();
+    }
     this._model.errors.set(key, err, prefix);
     this._errorView.render(this._model.errors.shown());
+  }
+
+  private _noteControlPlane(cp: unknown): void {
+    if (this._model.noteControlPlane(cp)) {
+      this._showLive();
+    }
+  }
+
+  /** The live dot: the event stream's mode and the control plane's state together. */
+  private _showLive(): void {
+    this._header.setStatus(liveStatus(this._mode, this._model.controlPlane));
   }
 
   private _clearError(key: string): void {
@@ -213,7 +333,11 @@ export class VqpuPanel extends Widget {
   // ---- events -------------------------------------------------------------
 
   private _onEvent(msg: unknown): void {
+    const before = this._model.controlPlane;
     const effect = this._model.applyEvent(msg);
+    if (this._model.controlPlane !== before) {
+      this._showLive();
+    }
     this._showDevices(effect.devices);
     if (effect.refreshTask) {
       this._scheduleTaskRefresh(effect.refreshTask);
@@ -226,7 +350,7 @@ export class VqpuPanel extends Widget {
   private _onMode(mode: ConnectionMode, err: VqpuApiError | null): void {
     const previous = this._mode;
     this._mode = mode;
-    this._header.setMode(mode);
+    this._showLive();
     if (mode === 'offline' && err) {
       this._setError('events', err, 'Live updates: ');
     } else if (mode === 'live' || mode === 'polling') {
@@ -269,6 +393,9 @@ export class VqpuPanel extends Widget {
   private _errorView: ErrorView;
   private _deviceView: DeviceListView;
   private _taskView: TaskListView;
+  private _filterView: TaskFilterView;
+  private _detailView: TaskDetailView;
+  private _circuit: ITaskCircuit | null = null;
   private _stream: EventStream | null = null;
   private _started = false;
   private _mode: ConnectionMode = 'connecting';

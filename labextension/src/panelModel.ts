@@ -8,12 +8,63 @@
  * which reload) testable on its own.
  */
 import type { IDevice, IEventMessage, ITaskView } from './api';
+import { VqpuApiError } from './apiError';
 import { ErrorLog } from './errorLog';
 import { type IKeyedChange, KeyedList } from './keyedList';
 import { FINAL_STATES, TaskState, isFinalState } from './states';
 
-/** Show at most this many tasks (newest first). */
-export const MAX_TASKS = 100;
+/** Tasks on one page of the list (newest first). */
+export const PAGE_SIZE = 20;
+
+/** What the task list is narrowed to ('' for any). */
+export interface ITaskFilter {
+  readonly state: string;
+  readonly device: string;
+  /** Matched, case-insensitively, against the id, the name and the tags. */
+  readonly query: string;
+}
+
+export const NO_FILTER: ITaskFilter = { state: '', device: '', query: '' };
+
+/** Whether task `t` passes `f`. */
+export function matchesTask(t: ITaskView, f: ITaskFilter): boolean {
+  if (f.state && t.state !== f.state) {
+    return false;
+  }
+  if (f.device && t.device !== f.device) {
+    return false;
+  }
+  const q = f.query.trim().toLowerCase();
+  if (!q) {
+    return true;
+  }
+  const words = [t.task_id, t.name ?? '', ...(Array.isArray(t.tags) ? t.tags : [])];
+  return words.some(w => String(w).toLowerCase().includes(q));
+}
+
+/** Where the list is: the page shown (from 0), how many pages, tasks matching, tasks held. */
+export interface IPageInfo {
+  readonly page: number;
+  readonly pages: number;
+  readonly matching: number;
+  readonly total: number;
+  /** 1-based positions of the first and last task shown (0, 0 for none). */
+  readonly first: number;
+  readonly last: number;
+}
+
+/**
+ * The control plane as the service last found it (the panel's live dot):
+ * `connected`, `unreachable`, `not_running` or `unknown`, with what to do.
+ */
+export interface IControlPlane {
+  readonly state: string;
+  readonly message?: string;
+  readonly hint?: string;
+}
+
+/** The error code the API answers with while it cannot reach the control plane. */
+export const UNREACHABLE_CODE = 'control_plane_unavailable';
 
 /**
  * Events that change a device's row (queue depth, agents, snapshot) rather
@@ -77,7 +128,8 @@ export function taskSignature(t: ITaskView): string {
     t.name,
     t.created_at,
     t.attempts,
-    t.counts
+    t.counts,
+    t.tags
   ]);
 }
 
@@ -105,13 +157,89 @@ export class VqpuPanelModel {
     compare: (a, b) => a.name.localeCompare(b.name)
   });
 
-  /** The user's tasks by id, newest first, at most MAX_TASKS shown. */
+  /** The user's tasks by id, newest first, one page of PAGE_SIZE shown. */
   readonly tasks = new KeyedList<ITaskView>({
     key: t => t.task_id,
     signature: taskSignature,
     compare: newestFirst,
-    limit: MAX_TASKS
+    limit: PAGE_SIZE
   });
+
+  /** The filter the task list shows. */
+  get filter(): ITaskFilter {
+    return this._filter;
+  }
+
+  /** Narrow the list (the fields given replace the current ones); back to the first page. */
+  setFilter(filter: Partial<ITaskFilter>): IKeyedChange {
+    this._filter = { ...this._filter, ...filter };
+    const f = this._filter;
+    this._page = 0;
+    return this.tasks.setWindow({ filter: t => matchesTask(t, f), offset: 0 });
+  }
+
+  /** Show page `page` (from 0; clamped to the pages there are). */
+  setPage(page: number): IKeyedChange {
+    const pages = Math.max(1, Math.ceil(this.tasks.matching / PAGE_SIZE));
+    this._page = Math.min(Math.max(0, Math.floor(page) || 0), pages - 1);
+    return this.tasks.setWindow({ offset: this._page * PAGE_SIZE });
+  }
+
+  /** Where the task list is (for the pager). */
+  pageInfo(): IPageInfo {
+    const matching = this.tasks.matching;
+    const pages = Math.max(1, Math.ceil(matching / PAGE_SIZE));
+    const shown = this.tasks.shown().length;
+    const first = shown ? this._page * PAGE_SIZE + 1 : 0;
+    return {
+      page: this._page,
+      pages,
+      matching,
+      total: this.tasks.size,
+      first,
+      last: shown ? first + shown - 1 : 0
+    };
+  }
+
+  /** The devices the held tasks ran on, sorted (the device filter's choices). */
+  taskDevices(): string[] {
+    const names = new Set<string>(this.devices.shown().map(d => d.name));
+    return [...names].sort();
+  }
+
+  /** The control plane as last seen (null before anything said). */
+  get controlPlane(): IControlPlane | null {
+    return this._controlPlane;
+  }
+
+  /**
+   * Note what a message or an answer says about the control plane: a
+   * `control_plane` object (the events socket sends one with every device
+   * list), or an API error (`control_plane_unavailable`: unreachable). Whether
+   * the state changed.
+   */
+  noteControlPlane(cp: unknown): boolean {
+    let next: IControlPlane | null = null;
+    if (cp && typeof cp === 'object' && typeof (cp as IControlPlane).state === 'string') {
+      const c = cp as IControlPlane;
+      next = { state: c.state, message: c.message ?? '', hint: c.hint ?? '' };
+    }
+    if (!next) {
+      return false;
+    }
+    const before = this._controlPlane;
+    this._controlPlane = next;
+    return !before || before.state !== next.state || before.message !== next.message;
+  }
+
+  /** An API call's failure: unreachable when the service said so (whether that changed anything). */
+  noteFailure(err: unknown): boolean {
+    const e = VqpuApiError.from(err);
+    if (e.code === UNREACHABLE_CODE) {
+      return this.noteControlPlane({ state: 'unreachable', message: e.message, hint: e.hint ?? '' });
+    }
+    return false;
+  }
 
   /** Errors by source. */
   readonly errors = new ErrorLog();
@@ -165,6 +293,12 @@ export class VqpuPanelModel {
       return NO_EFFECT;
     }
     const m = msg as IEventMessage;
+    if (m.control_plane) {
+      this.noteControlPlane(m.control_plane);
+    }
+    if (m.type === 'error') {
+      return NO_EFFECT;
+    }
     if (m.type === 'devices' && Array.isArray(m.devices)) {
       return { ...NO_EFFECT, devices: this.setDevices(m.devices, nowMs) };
     }
@@ -191,15 +325,18 @@ export class VqpuPanelModel {
     return nowMs / 1000 + this._serverOffsetS;
   }
 
-  /** Tasks shown, and how many of them are not final yet. */
+  /** Tasks held (on every page), and how many of them are not final yet. */
   taskSummary(): { active: number; shown: number } {
-    const shown = this.tasks.shown();
+    const all = this.tasks.values();
     return {
-      active: shown.filter(t => !isFinalState(t.state)).length,
-      shown: shown.length
+      active: all.filter(t => !isFinalState(t.state)).length,
+      shown: all.length
     };
   }
 
+  private _filter: ITaskFilter = NO_FILTER;
+  private _page = 0;
+  private _controlPlane: IControlPlane | null = null;
   /** When the device list was fetched (browser clock, ms; set with it). */
   private _devicesFetchedAtMs = 0;
   private _serverOffsetS = 0;

@@ -1,59 +1,77 @@
 /**
- * The "My tasks" section: one row per task with its state badge, what the
- * state means right now (queue position, job, error, top outcome), shots,
- * attempts, its age (ticking in place) and a Cancel button until it is final.
+ * The "My tasks" section: one row per task with its name, state badge, what
+ * the state means right now in plain words (place in line, error, most
+ * frequent outcome), tags, shots, attempts, its age (ticking in place) and a
+ * Cancel button until it is final. A click on a row opens the task.
  *
  * DOM hooks the browser tests use: `.jp-vqpu-task[data-task-id]`,
  * `.jp-vqpu-state` (text = state name, `data-state`), `.jp-vqpu-cancel`.
  */
 import type { ITaskView } from './api';
-import { displayTaskId, el, firstLine, humanizeSeconds, shortId } from './format';
+import { displayTaskId, el, firstLine, humanizeSeconds } from './format';
 import type { IKeyedChange, KeyedList } from './keyedList';
 import { KeyedListView } from './listView';
 import { TaskState, isFinalState } from './states';
 
-/** The one-line detail under a task's head, for its state ('' for none). */
+/** The most frequent outcome of `counts` and its share, or null for none. */
+export function topOutcome(
+  counts: ITaskView['counts']
+): { outcome: string; count: number; share: number } | null {
+  if (!counts || typeof counts !== 'object') {
+    return null;
+  }
+  const entries = Object.entries(counts).sort(
+    (a, b) => b[1] - a[1] || a[0].localeCompare(b[0])
+  );
+  const total = entries.reduce((n, [, c]) => n + c, 0);
+  if (!entries.length || !total) {
+    return null;
+  }
+  return { outcome: entries[0][0], count: entries[0][1], share: entries[0][1] / total };
+}
+
+/** `0.4812` as `48.1%`. */
+export function percent(share: number): string {
+  return `${(share * 100).toFixed(1)}%`;
+}
+
+/** Whether the task's job went to Slurm (its executor says so). */
+function onSlurm(t: ITaskView): boolean {
+  return (t.executor ?? '').toLowerCase().startsWith('slurm');
+}
+
+/**
+ * What the task is doing now, in plain words ('' for nothing to add): no
+ * executor names, no job ids of the local executor, no snapshot hashes.
+ */
 export function taskStateDetail(t: ITaskView): string {
   switch (t.state) {
-    case TaskState.QUEUED:
-      return typeof t.queue_position === 'number'
-        ? `position ${t.queue_position}`
-        : '';
-    case TaskState.CLAIMED: {
-      const parts: string[] = [];
-      if (t.agent) {
-        parts.push(`by ${t.agent}`);
-      }
-      if (t.snapshot_id) {
-        parts.push(`snapshot ${shortId(t.snapshot_id)}`);
-      }
-      return parts.join(', ');
+    case TaskState.QUEUED: {
+      const where =
+        typeof t.queue_position === 'number'
+          ? t.queue_position === 1
+            ? 'next in line'
+            : `number ${t.queue_position} in line`
+          : 'waiting in line';
+      return t.notice ? `${where} (${t.notice})` : where;
     }
+    case TaskState.CLAIMED:
+      return 'picked up, preparing the run';
     case TaskState.SCHEDULED: {
+      if (!onSlurm(t)) {
+        return 'starting';
+      }
+      const job = t.job_id ? ` (Slurm job ${t.job_id})` : '';
       const reason = t.job_reason || t.reason;
-      const job =
-        t.job_id !== null && t.job_id !== undefined && t.job_id !== ''
-          ? `job ${t.job_id}`
-          : '';
-      return [job, reason ? `(${reason})` : ''].filter(Boolean).join(' ');
+      return `waiting for a place on the cluster${job}` + (reason ? `: ${reason}` : '');
     }
     case TaskState.RUNNING:
-      return [
-        t.executor ? `on ${t.executor}` : '',
-        t.job_id ? `job ${t.job_id}` : ''
-      ]
-        .filter(Boolean)
-        .join(', ');
+      return onSlurm(t)
+        ? `simulating on the cluster${t.job_id ? ` (Slurm job ${t.job_id})` : ''}`
+        : 'simulating';
     case TaskState.COMPLETED: {
-      const counts = t.counts;
-      if (counts && typeof counts === 'object') {
-        const entries = Object.entries(counts).sort((a, b) => b[1] - a[1]);
-        if (entries.length) {
-          const [top, n] = entries[0];
-          return `top ${top}: ${n}`;
-        }
-      }
-      return '';
+      const top = topOutcome(t.counts);
+      return top ? `most frequent: ${top.outcome} (${percent(top.share)})` : '';
     }
     case TaskState.FAILED:
       return firstLine(t.error || t.reason) || TaskState.FAILED;
@@ -68,24 +86,60 @@ export function taskAgeText(nowS: number, sinceS: number): string {
   return age === 'just now' ? age : age + ' ago';
 }
 
-/** The row of one task; `onCancel(id)` runs when its Cancel is clicked. */
+/** A state badge (`.jp-vqpu-state`, `data-state`), coloured by the shared palette. */
+export function stateBadge(state: string): HTMLElement {
+  const badge = el('span', 'jp-vqpu-state', state);
+  badge.dataset.state = state;
+  return badge;
+}
+
+/** The task's tags as chips (`.jp-vqpu-tag`), or null without any. */
+export function tagChips(tags: ITaskView['tags']): HTMLElement | null {
+  if (!Array.isArray(tags) || !tags.length) {
+    return null;
+  }
+  const box = el('span', 'jp-vqpu-tags');
+  for (const tag of tags) {
+    box.appendChild(el('span', 'jp-vqpu-tag', String(tag)));
+  }
+  return box;
+}
+
+/**
+ * The row of one task; `onCancel(id)` runs when its Cancel is clicked,
+ * `onOpen(id)` when the row is clicked (or Enter is pressed on it).
+ */
 export function renderTaskRow(
   t: ITaskView,
-  onCancel: (id: string) => void
+  onCancel: (id: string) => void,
+  onOpen: (id: string) => void = () => undefined
 ): HTMLElement {
   const state = t.state || 'unknown';
   const row = el('li', 'jp-vqpu-task');
   row.dataset.taskId = t.task_id;
   row.dataset.state = state;
+  row.tabIndex = 0;
+  row.title = `Open task ${t.task_id}`;
+  row.addEventListener('click', ev => {
+    if (!(ev.target as HTMLElement).closest('button')) {
+      onOpen(t.task_id);
+    }
+  });
+  row.addEventListener('keydown', ev => {
+    if (ev.key === 'Enter' && ev.target === row) {
+      onOpen(t.task_id);
+    }
+  });
 
   const head = el('div', 'jp-vqpu-row-head');
+  if (t.name) {
+    head.appendChild(el('span', 'jp-vqpu-task-name', t.name));
+  }
   const id = el('code', 'jp-vqpu-task-id', displayTaskId(t.task_id));
-  id.title = t.name ? `${t.task_id} (${t.name})` : t.task_id;
+  id.title = t.task_id;
   head.appendChild(id);
   head.appendChild(el('span', 'jp-vqpu-task-device', t.device || ''));
-  const badge = el('span', 'jp-vqpu-state', state);
-  badge.dataset.state = state;
-  head.appendChild(badge);
+  head.appendChild(stateBadge(state));
   if (!isFinalState(state)) {
     const cancel = el('button', 'jp-vqpu-cancel jp-mod-styled', 'Cancel');
     cancel.type = 'button';
@@ -113,6 +167,10 @@ export function renderTaskRow(
   }
 
   const meta = el('div', 'jp-vqpu-row-meta');
+  const tags = tagChips(t.tags);
+  if (tags) {
+    meta.appendChild(tags);
+  }
   if (t.shots !== null && t.shots !== undefined) {
     meta.appendChild(el('span', 'jp-vqpu-shots', `${t.shots} shots`));
   }
@@ -129,17 +187,23 @@ export function renderTaskRow(
 }
 
 export class TaskListView {
-  /** `onCancel(id)` runs when a task's Cancel button is clicked. */
-  constructor(tasks: KeyedList<ITaskView>, onCancel: (id: string) => void) {
+  /** `onCancel(id)` runs when a task's Cancel is clicked, `onOpen(id)` when its row is. */
+  constructor(
+    tasks: KeyedList<ITaskView>,
+    onCancel: (id: string) => void,
+    onOpen: (id: string) => void = () => undefined
+  ) {
     this.node = el('section', 'jp-vqpu-section jp-vqpu-tasks');
     const title = el('h3', 'jp-vqpu-section-title', 'My tasks');
     this._count = el('span', 'jp-vqpu-task-count');
     title.appendChild(this._count);
     this.node.appendChild(title);
+    this.toolbar = el('div', 'jp-vqpu-task-toolbar');
+    this.node.appendChild(this.toolbar);
     const list = el('ul', 'jp-vqpu-list jp-vqpu-task-list');
     this.node.appendChild(list);
     this._list = new KeyedListView(list, id =>
-      renderTaskRow(tasks.get(id) as ITaskView, onCancel)
+      renderTaskRow(tasks.get(id) as ITaskView, onCancel, onOpen)
     );
     this._empty = el(
       'div',
@@ -152,6 +216,8 @@ export class TaskListView {
   }
 
   readonly node: HTMLElement;
+  /** Where the filter and the pager go (taskFilterView.ts fills it). */
+  readonly toolbar: HTMLElement;
 
   /** Apply a change; `summary` fills the "active / shown" count. */
   update(
@@ -159,7 +225,11 @@ export class TaskListView {
     summary: { active: number; shown: number }
   ): void {
     this._list.apply(change);
-    this._empty.hidden = !this._tasks.loaded || summary.shown > 0;
+    this._empty.hidden = !this._tasks.loaded || change.order.length > 0;
+    this._empty.textContent =
+      this._tasks.size > 0
+        ? 'No task matches the filter.'
+        : 'No tasks yet. Run a cell with %%vqpu <device> to submit one.';
     this._count.textContent = summary.shown
       ? `${summary.active} active / ${summary.shown}`
       : '';
@@ -173,6 +243,11 @@ export class TaskListView {
       button.disabled = true;
       button.textContent = 'Cancelling…';
     }
+  }
+
+  /** Put the keyboard focus on task `id`'s row (back from its detail view). */
+  focusRow(id: string): void {
+    this._list.row(id)?.focus();
   }
 
   /** Refresh the ages against the server's clock `nowS` (epoch seconds). */

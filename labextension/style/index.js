@@ -1,1 +1,2 @@
+import '../../jupyter_vqpu/kernel/state_palette.css';
 import './base.css';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import type { IDevice, ITaskView } from '../src/api';
 import { VqpuApiError } from '../src/apiError';
-import { DEVICE_EVENTS, MAX_TASKS, VqpuPanelModel } from '../src/panelModel';
+import { DEVICE_EVENTS, NO_FILTER, PAGE_SIZE, VqpuPanelModel, matchesTask } from '../src/panelModel';
 import { FINAL_STATES, TASK_STATES, TaskState } from '../src/states';
 
 const task = (id: string, createdAt: number, state: string = TaskState.QUEUED): ITaskView => ({
@@ -49,13 +49,69 @@ describe('VqpuPanelModel devices', () => {
 });
 
 describe('VqpuPanelModel tasks', () => {
-  it('shows the newest first and at most MAX_TASKS', () => {
+  it('shows the newest first, one page of PAGE_SIZE at a time', () => {
     const m = new VqpuPanelModel();
-    const tasks = Array.from({ length: MAX_TASKS + 5 }, (_, i) => task(`fez.${String(i).padStart(4, '0')}`, i));
+    const tasks = Array.from({ length: PAGE_SIZE * 2 + 5 }, (_, i) => task(`fez.${String(i).padStart(4, '0')}`, i));
     const c = m.setTasks([...tasks, { nope: 1 }]);
-    expect(c.order.length).toBe(MAX_TASKS);
-    expect(c.order[0]).toBe(`fez.${String(MAX_TASKS + 4).padStart(4, '0')}`);
-    expect(m.tasks.size).toBe(MAX_TASKS + 5);
+    expect(c.order.length).toBe(PAGE_SIZE);
+    expect(c.order[0]).toBe(`fez.${String(PAGE_SIZE * 2 + 4).padStart(4, '0')}`);
+    expect(m.tasks.size).toBe(PAGE_SIZE * 2 + 5);
+    expect(m.pageInfo()).toEqual({ page: 0, pages: 3, matching: 45, total: 45, first: 1, last: 20 });
+    const last = m.setPage(2);
+    expect(last.order).toEqual(['fez.0004', 'fez.0003', 'fez.0002', 'fez.0001', 'fez.0000']);
+    expect(last.removed.length).toBe(PAGE_SIZE);
+    expect(m.pageInfo()).toMatchObject({ page: 2, first: 41, last: 45 });
+    // past either end: clamped
+    expect(m.setPage(9).order[0]).toBe('fez.0004');
+    expect(m.setPage(-3).order[0]).toBe('fez.0044');
+  });
+
+  it('does not only grow: a new task pushes the oldest of the page onto the next', () => {
+    const m = new VqpuPanelModel();
+    m.setTasks(Array.from({ length: PAGE_SIZE }, (_, i) => task(`fez.${String(i).padStart(4, '0')}`, i)));
+    const c = m.setTask(task('fez.9999', 1000));
+    expect(c?.inserted).toEqual(['fez.9999']);
+    expect(c?.removed).toEqual(['fez.0000']);
+    expect(c?.order.length).toBe(PAGE_SIZE);
+    expect(m.pageInfo()).toMatchObject({ pages: 2, matching: PAGE_SIZE + 1 });
+  });
+
+  it('filters by state and device and searches ids, names and tags', () => {
+    const m = new VqpuPanelModel();
+    m.setTasks([
+      { ...task('fez.aaaa1111', 1, TaskState.COMPLETED), name: 'Bell pair', tags: ['week3'] },
+      { ...task('fez.bbbb2222', 2, TaskState.FAILED), name: 'ghz-5' },
+      { ...task('ideal.cccc3333', 3, TaskState.COMPLETED), device: 'ideal', tags: ['Week3', 'ghz'] }
+    ]);
+    expect(m.setFilter({ state: TaskState.COMPLETED }).order).toEqual(['ideal.cccc3333', 'fez.aaaa1111']);
+    expect(m.setFilter({ device: 'fez' }).order).toEqual(['fez.aaaa1111']);
+    expect(m.setFilter({ state: '', device: '', query: 'GHZ' }).order).toEqual(['ideal.cccc3333', 'fez.bbbb2222']);
+    expect(m.setFilter({ query: 'week3' }).order).toEqual(['ideal.cccc3333', 'fez.aaaa1111']);
+    expect(m.setFilter({ query: 'bbbb22' }).order).toEqual(['fez.bbbb2222']);
+    expect(m.setFilter({ query: 'nothing like it' }).order).toEqual([]);
+    expect(m.pageInfo()).toMatchObject({ matching: 0, total: 3, first: 0, last: 0 });
+    expect(m.setFilter(NO_FILTER).order.length).toBe(3);
+    // a filter goes back to the first page, and a task that stops matching leaves the list
+    m.setFilter({ state: TaskState.FAILED });
+    const c = m.setTask({ ...task('fez.bbbb2222', 2, TaskState.QUEUED) });
+    expect(c?.removed).toEqual(['fez.bbbb2222']);
+    expect(matchesTask(task('fez.x', 0), { state: '', device: '', query: '  ' })).toBe(true);
+  });
+
+  it('learns the control plane from device messages and from unreachable errors', () => {
+    const m = new VqpuPanelModel();
+    expect(m.controlPlane).toBeNull();
+    m.applyEvent({ type: 'devices', devices: [], control_plane: { state: 'connected' } });
+    expect(m.controlPlane?.state).toBe('connected');
+    expect(m.noteFailure(new VqpuApiError('down', 503, 'control_plane_unavailable', 'wait'))).toBe(true);
+    expect(m.controlPlane).toEqual({ state: 'unreachable', message: 'down', hint: 'wait' });
+    // other failures say nothing about it
+    expect(m.noteFailure(new VqpuApiError('nope', 404, 'task_not_found'))).toBe(false);
+    expect(m.controlPlane?.state).toBe('unreachable');
+    // an error message on the socket carries it too, and asks for no reload
+    const e = m.applyEvent({ type: 'error', message: 'x', control_plane: { state: 'not_running' } });
+    expect(m.controlPlane?.state).toBe('not_running');
+    expect(e.refreshDevices).toBe(false);
   });
 
   it('updates one task in place, counts the active ones, and drops one', () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 
 import type { ITaskView } from '../src/api';
+import { liveStatus } from '../src/connection';
 import { DeviceListView, renderDeviceRow, snapshotAgeText } from '../src/deviceView';
 import { ErrorView } from '../src/errorView';
 import { HeaderView } from '../src/headerView';
@@ -80,16 +81,26 @@ describe('task rows', () => {
     expect(onCancel).toHaveBeenCalledWith('fez.ABCDEFGHIJKLMNOP');
   });
 
-  it('say what the state means now', () => {
-    expect(taskStateDetail(task(TaskState.QUEUED, { queue_position: 3 }))).toBe('position 3');
+  it('say what the state means now, in plain words', () => {
+    expect(taskStateDetail(task(TaskState.QUEUED, { queue_position: 3 }))).toBe('number 3 in line');
+    expect(taskStateDetail(task(TaskState.QUEUED, { queue_position: 1 }))).toBe('next in line');
     expect(taskStateDetail(task(TaskState.CLAIMED, { agent: 'a1', snapshot_id: '0123456789abcdef' }))).toBe(
-      'by a1, snapshot 0123456789ab'
+      'picked up, preparing the run'
     );
-    expect(taskStateDetail(task(TaskState.SCHEDULED, { job_id: 42, job_reason: 'Resources' }))).toBe(
-      'job 42 (Resources)'
+    // no local executor job ids ("local:fez....#1"), no executor names
+    expect(
+      taskStateDetail(task(TaskState.SCHEDULED, { executor: 'local', job_id: 'local:fez.ABCDEFGH#1' }))
+    ).toBe('starting');
+    expect(
+      taskStateDetail(task(TaskState.SCHEDULED, { executor: 'slurm', job_id: 42, job_reason: 'Resources' }))
+    ).toBe('waiting for a place on the cluster (Slurm job 42): Resources');
+    expect(taskStateDetail(task(TaskState.RUNNING, { executor: 'slurm', job_id: 7 }))).toBe(
+      'simulating on the cluster (Slurm job 7)'
     );
-    expect(taskStateDetail(task(TaskState.RUNNING, { executor: 'slurm', job_id: 7 }))).toBe('on slurm, job 7');
-    expect(taskStateDetail(task(TaskState.COMPLETED, { counts: { '00': 3, '11': 9 } }))).toBe('top 11: 9');
+    expect(taskStateDetail(task(TaskState.RUNNING, { executor: 'local' }))).toBe('simulating');
+    expect(taskStateDetail(task(TaskState.COMPLETED, { counts: { '00': 3, '11': 9 } }))).toBe(
+      'most frequent: 11 (75.0%)'
+    );
     expect(taskStateDetail(task(TaskState.FAILED, { error: '\nValueError: bad\nTraceback' }))).toBe(
       'ValueError: bad'
     );
@@ -97,6 +108,19 @@ describe('task rows', () => {
     expect(taskStateDetail(task(TaskState.CANCELLED, { reason: 'by user' }))).toBe('by user');
     const failed = renderTaskRow(task(TaskState.FAILED, { error: 'boom\nmore' }), () => undefined);
     expect(failed.querySelector('.jp-vqpu-task-error')?.getAttribute('title')).toBe('boom\nmore');
+  });
+
+  it('show the name and tags, and open on a click (but not on Cancel)', () => {
+    const onOpen = vi.fn();
+    const onCancel = vi.fn();
+    const row = renderTaskRow(task(TaskState.RUNNING, { name: 'Bell', tags: ['a', 'b'] }), onCancel, onOpen);
+    expect(row.querySelector('.jp-vqpu-task-name')?.textContent).toBe('Bell');
+    expect(Array.from(row.querySelectorAll('.jp-vqpu-tag'), t => t.textContent)).toEqual(['a', 'b']);
+    row.querySelector<HTMLButtonElement>('.jp-vqpu-cancel')?.click();
+    expect(onOpen).not.toHaveBeenCalled();
+    row.querySelector<HTMLElement>('.jp-vqpu-state')?.click();
+    expect(onOpen).toHaveBeenCalledWith('fez.ABCDEFGHIJKLMNOP');
+    expect(onCancel).toHaveBeenCalledTimes(1);
   });
 
   it('tick their age against the server clock', () => {
@@ -121,6 +145,17 @@ describe('task rows', () => {
     view.update(model.tasks.invalidate('fez.ABCDEFGHIJKLMNOP'), model.taskSummary());
     expect(button()?.disabled).toBe(false);
     expect(button()?.textContent).toBe('Cancel');
+  });
+
+  it('say when the filter hides every task', () => {
+    const model = new VqpuPanelModel();
+    const view = new TaskListView(model.tasks, () => undefined);
+    const empty = () => view.node.querySelector<HTMLElement>('.jp-vqpu-empty');
+    view.update(model.setTasks([task(TaskState.RUNNING)]), model.taskSummary());
+    expect(empty()?.hidden).toBe(true);
+    view.update(model.setFilter({ state: TaskState.FAILED }), model.taskSummary());
+    expect(empty()?.hidden).toBe(false);
+    expect(empty()?.textContent).toBe('No task matches the filter.');
   });
 
   it('show the empty message only once a loaded list is empty', () => {
@@ -176,10 +211,10 @@ describe('header and errors', () => {
   it('show the connection mode and refresh on click', () => {
     const onRefresh = vi.fn();
     const header = new HeaderView(onRefresh);
-    header.setMode('polling');
+    header.setStatus(liveStatus('polling', { state: 'connected' }));
     const status = header.node.querySelector<HTMLElement>('.jp-vqpu-connection');
     expect(status?.dataset.mode).toBe('polling');
-    expect(status?.textContent).toBe('polling');
+    expect(status?.textContent).toBe('live (polling)');
     header.node.querySelector<HTMLButtonElement>('.jp-vqpu-refresh')?.click();
     expect(onRefresh).toHaveBeenCalledTimes(1);
   });

@@ -4,7 +4,9 @@ The module-scoped ``vqpu_lab`` fixture flushes the session's real redis-server, 
 the devices ``fez`` and ``ideal``, runs an agent (LocalExecutor, the real runner in a
 warm worker) in a background thread of the test process, and starts ``jupyter lab`` with
 the ``jupyter_vqpu_server`` server extension pointed at that redis and the built ``jupyter-vqpu``
-lab extension visible. Kernels of that server get the API URL and token from the server
+lab extension linked in from its build output (``jupyter_vqpu/labextension``: what
+``jlpm build`` and ``pip install .`` write), never an older copy an install left under
+``share/jupyter/labextensions``. Kernels of that server get the API URL and token from the server
 extension, never VQPU_REDIS_URL.
 
 Missing chromium / playwright / built extension skip locally and fail under ``CI``.
@@ -12,7 +14,9 @@ Missing chromium / playwright / built extension skip locally and fail under ``CI
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,6 @@ from tests.browser.helpers import (
     CHROMIUM_PATH,
     REPO_ROOT,
     install_labextension,
-    labextension_listed,
     launch_chromium,
     open_lab,
     screenshot,
@@ -106,10 +109,10 @@ class Lab:
 def vqpu_lab(redis_server, tmp_path_factory):
     """JupyterLab with the vQPU server extension and panel, plus a serving agent, for one module."""
     import redis
-    from jupyter_vqpu_agent.executors.local import LocalExecutor
 
     from jupyter_vqpu.core.connection import connect
     from jupyter_vqpu.core.control import ControlPlane
+    from jupyter_vqpu_agent.executors.local import LocalExecutor
     from tests.integration.test_agent import Running
 
     if not (BUILT_LABEXTENSION / "package.json").is_file():
@@ -130,10 +133,12 @@ def vqpu_lab(redis_server, tmp_path_factory):
         # nothing may fall back on (or start) the user's embedded default
         "VQPU_HOME": str(tmp / "vqpu-home"),
     }
-    if not labextension_listed():
-        data_dir = tmp / "data"
-        install_labextension(data_dir)
-        env["JUPYTER_DATA_DIR"] = str(data_dir)
+    # Always the build output (jupyter_vqpu/labextension, what `jlpm build` writes), never the copy
+    # that `pip install` made under sys.prefix/share once: linked into a data dir of the lab's own,
+    # which comes first on the labextensions path, so it wins (test_lab_loads_the_built_extension).
+    data_dir = tmp / "data"
+    install_labextension(data_dir)
+    env["JUPYTER_DATA_DIR"] = str(data_dir)
 
     executor = LocalExecutor(slots=1, log_dir=tmp / "jobs")
     executor.warm_up()  # the worker imports Qiskit while the lab starts
@@ -167,10 +172,11 @@ def vqpu_lab(redis_server, tmp_path_factory):
             shutil.copy(tmp / "jupyter-lab.log", ARTIFACTS_DIR / "jupyter-lab.log")
 
 
-@pytest.fixture
-def lab_page(browser, vqpu_lab, request):
-    """A fresh browser context (a new login cookie, i.e. a new anonymous Jupyter user) with Lab open."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+@contextlib.contextmanager
+def _page_in_lab(browser, lab: Lab, request, **context_options):
+    """A fresh browser context (a new login cookie, i.e. a new anonymous Jupyter user) with Lab open;
+    on failure a screenshot, the console and the server log tail."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, **context_options)
     context.set_default_timeout(30_000)
     page = context.new_page()
     console: list[str] = []
@@ -178,7 +184,8 @@ def lab_page(browser, vqpu_lab, request):
     page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
     page.console_messages = console  # type: ignore[attr-defined]
     # a workspace of its own: nothing a previous test left open is restored
-    open_lab(page, vqpu_lab.url, vqpu_lab.token, path=f"lab/workspaces/{request.node.name}")
+    workspace = re.sub(r"[^A-Za-z0-9_-]+", "-", request.node.name)  # parametrized names have [ ] and spaces
+    open_lab(page, lab.url, lab.token, path=f"lab/workspaces/{workspace}")
     yield page
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
@@ -188,8 +195,24 @@ def lab_page(browser, vqpu_lab, request):
             pass
         print(f"--- browser console ({request.node.name}) ---")
         print("\n".join(console[-60:]))
-        print(f"--- jupyter lab log tail ---\n{vqpu_lab.log_tail()}")
+        print(f"--- jupyter lab log tail ---\n{lab.log_tail()}")
     context.close()
+
+
+@pytest.fixture
+def lab_page(browser, vqpu_lab, request):
+    """Lab open in a fresh browser context."""
+    with _page_in_lab(browser, vqpu_lab, request) as page:
+        yield page
+
+
+@pytest.fixture
+def hidpi_lab_page(browser, vqpu_lab, request):
+    """Lab at two device pixels per CSS pixel (glyph stems are solid colour: pixel checks can read
+    the text colour), allowed to use the clipboard (the Copy button)."""
+    with _page_in_lab(browser, vqpu_lab, request, device_scale_factor=2,
+                      permissions=["clipboard-read", "clipboard-write"]) as page:
+        yield page
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

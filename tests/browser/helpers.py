@@ -349,3 +349,37 @@ def screenshot(page: Any, name: str, *, locator: Any = None, full_page: bool = F
     else:
         page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def hex_colour(rgb: Iterable[int]) -> str:
+    """``(r, g, b)`` as ``#rrggbb``."""
+    r, g, b = list(rgb)[:3]
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def badge_colours(png: bytes, inset_x: int, inset_y: int) -> tuple[str, str, float]:
+    """The background and text colours of a badge, read from a screenshot of it, and their contrast.
+
+    The background is the commonest colour inside the badge (``inset_*`` pixels in from each edge
+    leave out its border and rounded corners); the text colour is the pixel farthest from it in
+    contrast (at 2x device pixels, glyph stems are solid text colour, not only anti-aliased edges).
+    Returns ``(background, text, WCAG contrast ratio)``."""
+    import io
+    from collections import Counter
+
+    from PIL import Image
+
+    from jupyter_vqpu.kernel.palette import contrast_ratio
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    w, h = image.size
+    inner = image.crop((inset_x, inset_y, max(inset_x + 1, w - inset_x), max(inset_y + 1, h - inset_y)))
+    pixels = list(inner.getdata())
+    background = hex_colour(Counter(pixels).most_common(1)[0][0])
+    text = max({hex_colour(p) for p in pixels}, key=lambda c: contrast_ratio(c, background))
+    return background, text, contrast_ratio(background, text)
+
+
+def colour_distance(a: str, b: str) -> int:
+    """The largest per-channel difference of two ``#rrggbb`` colours."""
+    return max(abs(int(a[i:i + 2], 16) - int(b[i:i + 2], 16)) for i in (1, 3, 5))

@@ -69,7 +69,7 @@ def test_panel_lists_devices_and_follows_a_task(lab_page, vqpu_lab):
     expect(state).to_have_text("completed")
     expect(row).to_contain_text("256 shots")
     # a Bell pair on a noise-free device: only 00 and 11
-    expect(row.locator(".jp-vqpu-state-detail")).to_have_text(re.compile(r"top (00|11): \d+"))
+    expect(row.locator(".jp-vqpu-state-detail")).to_have_text(re.compile(r"^most frequent: (00|11) \(\d+\.\d%\)$"))
     expect(row.locator(".jp-vqpu-cancel")).to_have_count(0)
 
     assert vqpu_lab.cp.task(task_id)["state"] == "completed"
