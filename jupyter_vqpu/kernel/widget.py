@@ -16,13 +16,11 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from jupyter_vqpu.kernel.palette import badge_style
+
 STEPS = {"queued": 0.1, "claimed": 0.3, "scheduled": 0.5, "running": 0.75,
          "completed": 1.0, "failed": 1.0, "cancelled": 1.0}
 STYLES = {"completed": "success", "failed": "danger", "cancelled": "warning"}
-COLOURS = {"queued": "var(--jp-warn-color1, #f0ad4e)", "claimed": "var(--jp-brand-color1, #1976d2)",
-           "scheduled": "var(--jp-brand-color1, #1976d2)", "running": "var(--jp-info-color1, #0097a7)",
-           "completed": "var(--jp-success-color1, #388e3c)", "failed": "var(--jp-error-color1, #d32f2f)",
-           "cancelled": "var(--jp-layout-color3, #757575)"}
 FINAL = ("completed", "failed", "cancelled")
 
 
@@ -113,10 +111,9 @@ class TaskWidget(widgets.VBox):
         self.state = state
         if not self.states_seen or self.states_seen[-1] != state:
             self.states_seen.append(state)
-        colour = COLOURS.get(state, "inherit")
         self.badge.value = (
             f'<span class="jp-vqpu-widget-state" data-state="{html.escape(state)}" '
-            f'style="background:{colour};color:var(--jp-ui-inverse-font-color0,#fff);border-radius:3px;'
+            f'style="{badge_style(state)};border-radius:3px;'  # the panel's palette (palette.py)
             f'padding:1px 6px;font-weight:bold">{html.escape(state)}</span> '
             f'<code>{html.escape(view.get("task_id", ""))}</code> on <b>{html.escape(view.get("device") or "")}</b>'
             f' &middot; {view.get("shots") or ""} shots'
