@@ -20,7 +20,8 @@ every one on:
                     every --reload-every s as the gateway does; an operator user
                     injects the CONFIG faults
   --full-disk       one extra agent whose work root fills up (a small tmpfs written
-                    to ENOSPC; where mounting is not allowed, chattr +i on it)
+                    to ENOSPC; where mounting is not allowed, chattr +i on it as
+                    root, chmod 555 otherwise)
   --garbage         one extra agent whose runner writes garbage result.json files
                     (benchmarks/garbage_runner.py)
 
@@ -267,9 +268,11 @@ class Harness:
         if r.returncode == 0:
             self.mounts.append(work)
             return "tmpfs"
+        if os.geteuid() != 0:
+            return "chmod"  # permissions bind a non-root agent
         if shutil.which("chattr") is None:
             raise SystemExit(f"--full-disk: cannot mount a tmpfs ({r.stderr.strip()}) and there is no chattr; "
-                             "run as root, or without --full-disk")
+                             "run without --full-disk")
         return "chattr"
 
     def seed(self) -> None:
@@ -487,9 +490,13 @@ class Harness:
         else:
             device_dir = work / DEVICE
             device_dir.mkdir(exist_ok=True)
-            subprocess.run(["chattr", "+i", str(device_dir)], check=True)
+            if self.full_disk_method == "chattr":  # root ignores permissions, not the immutable flag
+                subprocess.run(["chattr", "+i", str(device_dir)], check=True)
+                how = "work root made immutable (chattr +i)"
+            else:
+                device_dir.chmod(0o555)
+                how = "work root made read-only (chmod 555)"
             self.immutable.append(device_dir)
-            how = "work root made immutable (chattr +i)"
         try:
             (work / DEVICE / "probe").mkdir(parents=True)
             (work / DEVICE / "probe" / "x").write_bytes(b"x" * 8192)
@@ -501,7 +508,9 @@ class Harness:
 
     def release_disk(self) -> None:
         for path in self.immutable:
-            subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+            if self.full_disk_method == "chattr":
+                subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+            path.chmod(0o755)
         self.immutable.clear()
         for path in self.mounts:
             if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
