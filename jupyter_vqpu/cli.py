@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -22,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_vqpu.core.errors import VqpuError
+from jupyter_vqpu.core.timefmt import age_of, human_age
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a tool killed by the signal reports
 
 
 def _cp(args: argparse.Namespace):
@@ -54,6 +57,22 @@ def _print_json(obj: Any) -> None:
 
 def _when(ts: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _device_arg(text: str) -> str:
+    """A device name as typed (``Fez``) -> the registered form (``fez``); argparse's ``type=``."""
+    from jupyter_vqpu.core.keys import device_name
+
+    try:
+        return device_name(text)
+    except VqpuError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _task_ref(args: argparse.Namespace, client=None) -> str:
+    """The whole id of the task ``args.task_id`` names (a unique prefix of one of yours is enough)."""
+    client = client or _client(args)
+    return client.task(args.task_id).id
 
 
 def _histogram(counts: dict[str, int], shots: int, top: int = 16) -> list[str]:
@@ -147,7 +166,8 @@ def _finish_wait(client, task_id: str, args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    return _finish_wait(_client(args), args.task_id, args)
+    client = _client(args)
+    return _finish_wait(client, _task_ref(args, client), args)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -157,8 +177,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
         return 0
     print(f"{'device':<12}{'status':<10}{'qubits':>7}{'queued':>8}{'held':>6}  {'snapshot':<14}{'version':>8}  age")
     for d in devices:
-        age = d["snapshot_age_s"]
-        age_s = "-" if age is None else (f"{age / 86400:.1f} d" if age > 86400 else f"{age:.0f} s")
+        age_s = human_age(d["snapshot_age_s"])
         print(f"{d['name']:<12}{d['status']:<10}{d['num_qubits']:>7}{d['queue_depth']:>8}{d['held']:>6}  "
               f"{(d['snapshot_id'] or '-')[:12]:<14}{d['snapshot_version']:>8}  {age_s}")
     return 0
@@ -171,9 +190,19 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         return 0
     if not tasks:
         print("no tasks yet; submit one with `vqpu run FILE --device fez`")
-    for t in tasks:
-        extra = f"#{t['queue_position']} in queue" if t["queue_position"] else (t.get("reason") or "")
-        print(f"{t['task_id']:<30}{t['state']:<11}{t['shots'] or 0:>7} shots  {_when(t['created_at'])}  {extra}")
+        return 0
+    now = time.time()
+    width = max(len("task"), *(len(t["task_id"]) for t in tasks))
+    names = [((t.get("name") or "") + "".join(f" #{tag}" for tag in t.get("tags") or [])).strip() or "-"
+             for t in tasks]
+    nwidth = min(30, max(len("name"), *(len(n) for n in names)))
+    print(f"{'task':<{width}}  {'name':<{nwidth}}  {'state':<10}{'shots':>8}  {'submitted':<13}  note")
+    for t, name in zip(tasks, names):
+        note = f"#{t['queue_position']} in queue" if t["queue_position"] else (t.get("reason") or "")
+        if len(name) > nwidth:
+            name = name[: nwidth - 1] + "~"
+        print(f"{t['task_id']:<{width}}  {name:<{nwidth}}  {t['state']:<10}{t['shots'] or 0:>8}  "
+              f"{age_of(t['created_at'], now):<13}  {note}".rstrip())
     return 0
 
 
@@ -183,10 +212,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         view = api.transport.status(args.task_id)
         result = view
     else:
+        import getpass
+
         cp = _cp(args)
-        view = cp.task(args.task_id)
-        view["history"] = cp.history(args.task_id)
-        result = cp.result(args.task_id) if view["state"] == "completed" else None
+        task_id = cp.resolve_task(args.task_id, getpass.getuser())
+        view = cp.task(task_id)
+        view["history"] = cp.history(task_id)
+        result = cp.result(task_id) if view["state"] == "completed" else None
     if args.json:
         _print_json(view)
         return 0
@@ -208,9 +240,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     view = _client(args).cancel(args.task_id)
     c = view["cancel"]
     if c["cancelled"]:
-        print(f"cancelled {args.task_id} (it was {c['previous']})")
+        print(f"cancelled {view['task_id']} (it was {c['previous']})")
         return 0
-    print(f"{args.task_id} had already ended ({view['state']}); nothing to cancel")
+    print(f"{view['task_id']} had already ended ({view['state']}); nothing to cancel")
     return 0
 
 
@@ -264,8 +296,20 @@ def cmd_device(args: argparse.Namespace) -> int:
         sid, version = cp.update_calibration(args.name, args.calibration)
         print(f"published snapshot {sid[:12]} (version {version}) for {args.name}; earlier snapshots stay readable")
     elif args.device_cmd == "snapshots":
-        for version, sid in cp.snapshot_ids(args.name):
-            print(f"v{version:<5} {sid}")
+        history = cp.snapshot_history(args.name)
+        if getattr(args, "json", False):
+            _print_json(history)
+            return 0
+        print(f"  {'version':<8} {'snapshot':<64}  {'created (UTC)':<20}  source")
+        for h in history:
+            mark = "*" if h["current"] else " "
+            created = (h["created_at"] or "-").replace("T", " ").removesuffix("Z")
+            print(f"{mark} v{h['version']:<7} {h['snapshot_id']}  {created:<20}  {(h['source'] or '')[:60]}")
+        print("* current: new tasks bind it at claim time; pin another with --snapshot vN")
+    elif args.device_cmd == "rollback":
+        sid, version, restored = cp.rollback(args.name, args.to)
+        print(f"{args.name}: published v{version} ({sid[:12]}) with the content of v{restored}; "
+              "the history keeps every version")
     elif args.device_cmd == "show":
         sys.stdout.write(cp.snapshot_bytes(args.name, args.snapshot).decode() + "\n")
     elif args.device_cmd in ("drain", "resume"):
@@ -361,10 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", parents=[common], help="run a circuit file (OpenQASM 2/3, or .py defining qc)")
     s.add_argument("file")
-    s.add_argument("--device", default="fez")
+    s.add_argument("--device", default="fez", type=_device_arg)
     s.add_argument("--shots", type=int, default=1024)
     s.add_argument("--seed", type=int)
-    s.add_argument("--snapshot", help="pin a snapshot id (reproduce an old run)")
+    s.add_argument("--snapshot", help="pin a snapshot (reproduce an old run): its id or a unique prefix of 8+ hex "
+                   "digits, a version v3, or fez@v3")
     s.add_argument("--optimization-level", type=int, default=1, choices=[0, 1, 2, 3])
     s.add_argument("--name")
     s.add_argument("--idempotency-key")
@@ -407,19 +452,25 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("device", parents=[common], help="device snapshots and state")
     dsub = s.add_subparsers(dest="device_cmd", required=True, metavar="ACTION")
     d = dsub.add_parser("update", parents=[common], help="publish a new snapshot from IBM calibration JSON")
-    d.add_argument("name")
+    d.add_argument("name", type=_device_arg)
     d.add_argument("--calibration", action="append", required=True, metavar="FILE",
                    help="props JSON (and optionally conf JSON: give --calibration twice)")
-    d = dsub.add_parser("snapshots", parents=[common], help="list a device's snapshots")
-    d.add_argument("name")
+    d = dsub.add_parser("snapshots", parents=[common], help="list a device's snapshots (* marks the current one)")
+    d.add_argument("name", type=_device_arg)
+    d.add_argument("--json", action="store_true")
+    d = dsub.add_parser("rollback", parents=[common],
+                        help="publish an earlier snapshot's content as a new version (undo a calibration change)")
+    d.add_argument("name", type=_device_arg)
+    d.add_argument("--to", metavar="REF", help="the snapshot to restore: v3, an id or a prefix of 8+ hex digits "
+                   "(default: the version before the current one)")
     d = dsub.add_parser("show", parents=[common], help="print a snapshot's canonical JSON")
-    d.add_argument("name")
-    d.add_argument("snapshot", nargs="?")
+    d.add_argument("name", type=_device_arg)
+    d.add_argument("snapshot", nargs="?", help="an id, a unique prefix of 8+ hex digits, or v3 (default: current)")
     for action in ("drain", "resume"):
         d = dsub.add_parser(action, parents=[common], help=f"{action} a device")
-        d.add_argument("name")
+        d.add_argument("name", type=_device_arg)
     d = dsub.add_parser("seed", parents=[common], help="register built-in devices")
-    d.add_argument("names", nargs="+")
+    d.add_argument("names", nargs="+", type=_device_arg)
     s.set_defaults(fn=cmd_device)
 
     s = sub.add_parser("acl", help="print a Redis ACL file: a least-privilege agent user, the gateway, no default user")
@@ -472,8 +523,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.gateway_args = [*args.gateway_args, *extra]
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the handler below, not at exit
+        return code
+    except BrokenPipeError:  # `vqpu tasks | head`: the reader left; stop quietly, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not raise again
+        return EXIT_BROKEN_PIPE
     except VqpuError as exc:
+        if getattr(args, "json", False):  # a script reading --json output gets JSON, failures included
+            _print_json(exc.to_dict())
         print(f"vqpu: error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  {exc.hint}", file=sys.stderr)

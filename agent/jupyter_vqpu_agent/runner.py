@@ -247,8 +247,11 @@ def _layouts(tqc: Any, num_virtual: int) -> tuple[list[int], list[int]]:
             list(tqc.layout.final_index_layout(filter_ancillas=True)))
 
 
-#: Widest circuit simulated as a density matrix (4^10 amplitudes: 16 MB).
-DENSITY_MATRIX_MAX_QUBITS = 10
+#: Gates Aer's stabilizer method applies (a circuit of only these, with Clifford noise, runs as one).
+CLIFFORD_GATES = frozenset({"id", "x", "y", "z", "h", "s", "sdg", "sx", "sxdg", "cx", "cy", "cz", "swap", "delay",
+                            "reset", "barrier", "measure"})
+_FLOW = ("if_else", "for_loop", "while_loop", "switch_case")
+
 
 
 def choose_method(method: str, noisy: bool, active_qubits: int, shots: int) -> str:

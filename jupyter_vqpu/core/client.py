@@ -8,7 +8,7 @@ Kernels use the HTTP transport of the server extension instead
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from jupyter_vqpu.core.control import ControlPlane, Limits
@@ -32,23 +32,30 @@ class Client:
         return self.cp.task(task_id)
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
-        return self.cp.wait(task_id, timeout)
+        return self.cp.wait(self.resolve(task_id), timeout)
 
-    def watch(self, task_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-        return self.cp.watch(task_id, timeout)
+    def watch(self, task_id: str, timeout: float | None = None,
+              on_idle: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
+        return self.cp.watch(task_id, timeout, on_idle)
 
     def fetch_result(self, task_id: str) -> dict[str, Any] | None:
         return self.cp.result(task_id)
 
     def cancel(self, task_id: str) -> dict[str, Any]:
-        return self.cp.cancel(task_id, by=self.owner)
+        return self.cp.cancel(self.resolve(task_id), by=self.owner)
+
+    def resolve(self, task_id: str) -> str:
+        """A whole task id, or a unique prefix of one of this owner's (``fez.m86vx``) -> the whole id."""
+        return self.cp.resolve_task(task_id, self.owner)
 
     # Client API
     def submit(self, circuit: Any, device: str = "fez", shots: int = 1024, *, seed: int | None = None,
                idempotency_key: str | None = None, snapshot: str | None = None, optimization_level: int = 1,
                name: str | None = None, circuit_format: str | None = None,
-               options: dict[str, Any] | None = None) -> Task:
-        """Enqueue a circuit (a QuantumCircuit or OpenQASM 2/3 text)."""
+               options: dict[str, Any] | None = None, tags: list[str] | None = None) -> Task:
+        """Enqueue a circuit (a QuantumCircuit or OpenQASM 2/3 text).
+
+        ``snapshot`` pins one: its id, a unique prefix of 8+ hex digits, ``v3`` or ``fez@v3``."""
         text, fmt = circuit, circuit_format
         if not isinstance(circuit, str):
             from jupyter_vqpu.core.circuits import circuit_to_wire
@@ -56,11 +63,11 @@ class Client:
             fmt, text = circuit_to_wire(circuit)
         view = self.cp.submit(owner=self.owner, device=device, circuit=text, circuit_format=fmt, shots=shots,
                               seed=seed, optimization_level=optimization_level, name=name, snapshot=snapshot,
-                              idempotency_key=idempotency_key, options=options)
+                              idempotency_key=idempotency_key, options=options, tags=tags)
         return Task(self, view)
 
     def task(self, task_id: str) -> Task:
-        return Task(self, self.cp.task(task_id))
+        return Task(self, self.cp.task(self.resolve(task_id)))
 
     def result(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         return self.task(task_id).result(timeout)
@@ -69,7 +76,7 @@ class Client:
         return self.cp.tasks(self.owner, limit=limit)
 
     def history(self, task_id: str) -> list[dict[str, Any]]:
-        return self.cp.history(task_id)
+        return self.cp.history(self.resolve(task_id))
 
     def devices(self) -> list[dict[str, Any]]:
         return self.cp.devices()
@@ -79,5 +86,10 @@ class Client:
         from jupyter_vqpu.core.snapshot import load_snapshot
         from jupyter_vqpu.core.snapshot import snapshot_id as sid_of
 
-        data = self.cp.snapshot_bytes(device, snapshot_id)
-        return load_snapshot(data, snapshot_id or sid_of(data))
+        sid = self.cp.resolve_snapshot(device, snapshot_id) if snapshot_id else None
+        data = self.cp.snapshot_bytes(device, sid)
+        return load_snapshot(data, sid or sid_of(data))
+
+    def rollback(self, device: str, to: str | None = None) -> tuple[str, int, int]:
+        """Make an earlier snapshot current again as a new version (see ControlPlane.rollback)."""
+        return self.cp.rollback(device, to)

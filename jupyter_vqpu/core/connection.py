@@ -47,11 +47,40 @@ def resolve_url(url: str | None = None, *, start_embedded: bool = True) -> str:
     return embedded.ensure_running() if start_embedded else embedded.url()
 
 
+class EmbeddedConnection(redis.Connection):
+    """A connection to the embedded default that looks up its port again on every (re)connect.
+
+    ``vqpu down`` then ``vqpu up`` brings the embedded Redis back on a new free port (same
+    password, same data); a long-lived client (the Jupyter server extension, a notebook's
+    ``Client()``) follows it on its next retry instead of knocking at the old port forever."""
+
+    def _connect(self):  # type: ignore[override]
+        from jupyter_vqpu.core import embedded
+
+        if embedded.status()["redis_pid"] is None:
+            raise redis.ConnectionError("the embedded vQPU control plane is not running: start it with `vqpu up`")
+        try:
+            self.port = urlsplit(embedded.url()).port or self.port
+        except (ControlPlaneUnavailable, OSError, ValueError):
+            pass  # no state yet: the port we have is as good as any, and a refusal says why
+        return super()._connect()
+
+
+def follows_embedded(url: str | None) -> bool:
+    """True when ``url`` (as given to ``connect``) means the embedded default: no URL here or in the environment."""
+    return not url and not os.environ.get(ENV_URL)
+
+
 def connect(url: str | None = None, *, start_embedded: bool = True, check: bool = True) -> redis.Redis:
-    """A Redis client that retries transient connection errors with backoff."""
+    """A Redis client that retries transient connection errors with backoff.
+
+    Without a URL (here or in ``VQPU_REDIS_URL``) it is the embedded default's, and it
+    follows that one across `vqpu down` / `vqpu up` (``EmbeddedConnection``)."""
     resolved = resolve_url(url, start_embedded=start_embedded)
+    extra = {"connection_class": EmbeddedConnection} if follows_embedded(url) else {}
     client = redis.Redis.from_url(
         resolved,
+        **extra,
         decode_responses=True,
         socket_connect_timeout=5,
         # Longer than any blocking read we issue (XREAD/XREADGROUP BLOCK <= 5 s), so an idle

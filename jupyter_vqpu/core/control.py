@@ -12,10 +12,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import redis
 
+from jupyter_vqpu.core import refs
 from jupyter_vqpu.core import snapshot as snap
 from jupyter_vqpu.core.errors import (
     CircuitError,
@@ -27,7 +29,7 @@ from jupyter_vqpu.core.errors import (
     UnknownSnapshot,
     VqpuError,
 )
-from jupyter_vqpu.core.keys import SNAPSHOT_ID_RE, Keys, check_device_name, device_of, new_task_id
+from jupyter_vqpu.core.keys import SNAPSHOT_ID_RE, Keys, check_device_name, device_name, device_of, new_task_id
 from jupyter_vqpu.core.lifecycle import TaskState, follow
 from jupyter_vqpu.core.parsing import ParserPool, default_pool
 from jupyter_vqpu.core.scripts import Scripts
@@ -53,6 +55,8 @@ class Limits:
     max_queued_per_owner: int = 0  # 0: unlimited
     submissions_per_minute: int = 0  # per owner, across devices; 0: unlimited
     max_name_chars: int = 200
+    max_tags: int = 10  # tags on one task, each a short label (same characters as a name)
+    max_tag_chars: int = 64
 
 
 @dataclass
@@ -78,6 +82,7 @@ def task_view(h: dict[str, str], position: int | None = None) -> dict[str, Any]:
         "device": h.get("device"),
         "owner": h.get("owner"),
         "name": h.get("name") or None,
+        "tags": json.loads(h["tags"]) if h.get("tags") else [],
         "state": state,
         "shots": int(h["shots"]) if h.get("shots") else None,
         "seed": int(h["seed"]) if h.get("seed") else None,
@@ -105,6 +110,22 @@ def phases(view: dict[str, Any]) -> dict[str, float]:
              ("scheduled", "scheduled_at", "started_at"), ("running", "started_at", "finished_at"),
              ("total", "created_at", "finished_at")]
     return {name: round(view[b] - view[a], 4) for name, a, b in marks if view.get(a) and view.get(b)}
+
+
+def check_tags(tags: Any, lim: Limits) -> list[str]:
+    """Tags a user attaches to a task (``vqpu tasks`` shows them): a bounded list of short printable labels."""
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple)):
+        raise InvalidRequest(f"tags must be a list of text labels, got {str(tags)[:60]!r}", 'e.g. tags=["ghz", "week3"]')
+    if len(tags) > lim.max_tags:
+        raise LimitExceeded(f"{len(tags)} tags is over the limit of {lim.max_tags}", "use fewer tags")
+    out: list[str] = []
+    for tag in tags:
+        if not isinstance(tag, str) or not 0 < len(tag) <= lim.max_tag_chars or not tag.isprintable():
+            raise InvalidRequest(f"each tag must be 1-{lim.max_tag_chars} printable characters, got {str(tag)[:70]!r}",
+                                 'e.g. tags=["ghz", "week3"]')
+        if tag not in out:
+            out.append(tag)
+    return out
 
 
 def _decode_pairs(flat: list) -> dict[str, str]:
@@ -206,8 +227,9 @@ class ControlPlane:
 
     def snapshot_bytes(self, device: str, snapshot_id: str | None = None) -> bytes:
         """A snapshot's canonical bytes (the device's current one by default)."""
+        device = device_name(device)
         h = self._require_device(device)
-        sid = snapshot_id or h.get("snapshot")
+        sid = self.resolve_snapshot(device, snapshot_id) if snapshot_id else h.get("snapshot")
         if not sid or not SNAPSHOT_ID_RE.match(sid):
             raise UnknownSnapshot(f"no snapshot {sid!r} for {device}", "snapshot ids are 64 hex digits; see `vqpu devices`")
         data = self.redis.get(self.keys(device).snapshot(sid))
@@ -216,8 +238,66 @@ class ControlPlane:
         return data.encode()
 
     def snapshot_ids(self, device: str) -> list[tuple[int, str]]:
+        device = device_name(device)
         self._require_device(device)
         return [(int(v), sid) for sid, v in self.redis.zrange(self.keys(device).snapshots, 0, -1, withscores=True)]
+
+    def resolve_snapshot(self, device: str, ref: str) -> str:
+        """The full id of the snapshot ``ref`` names on ``device`` (a 64-hex id, a unique prefix of 8+ hex
+        digits, ``v3``, ``fez@v3``; see core/refs.py). Raises UnknownSnapshot / AmbiguousReference."""
+        return refs.resolve_snapshot(self.redis, self.keys(device_name(device)), ref)
+
+    def resolve_task(self, ref: str, owner: str | None = None) -> str:
+        """The full task id ``ref`` names: a whole id, or a unique prefix among ``owner``'s tasks."""
+        return refs.resolve_task(self.redis, self.keys, ref, owner)
+
+    def snapshot_history(self, device: str) -> list[dict[str, Any]]:
+        """Every published snapshot of ``device``, oldest first: version, id, created_at, source, current."""
+        device = device_name(device)
+        h = self._require_device(device)
+        k = self.keys(device)
+        entries = self.snapshot_ids(device)
+        docs = self.redis.mget([k.snapshot(sid) for _, sid in entries]) if entries else []
+        out = []
+        for (version, sid), raw in zip(entries, docs):
+            doc = json.loads(raw) if raw else {}
+            out.append({"version": version, "snapshot_id": sid, "created_at": doc.get("created_at"),
+                        "calibration_date": doc.get("calibration_date"), "source": doc.get("source"),
+                        "current": sid == h.get("snapshot")})
+        return out
+
+    def rollback(self, device: str, to: str | None = None) -> tuple[str, int, int]:
+        """Make an earlier snapshot's content current again, as a NEW version (history is never rewritten).
+
+        ``to`` names the snapshot (any form ``resolve_snapshot`` takes); by default the version
+        before the current one, i.e. undo the last publication. The new document is the old one
+        with the next version number, a fresh ``created_at`` and a source that says what it
+        restores; it goes through ``publish`` (the compare-and-set script) like any calibration.
+        Returns (new snapshot id, new version, version restored)."""
+        device = device_name(device)
+        h = self._require_device(device)
+        current = int(h.get("version") or 0)
+        if to is None:
+            if current < 2:
+                raise InvalidRequest(f"{device} has only one snapshot: nothing to roll back to",
+                                     f"see `vqpu device snapshots {device}`")
+            to = f"v{current - 1}"
+        sid = self.resolve_snapshot(device, to)
+        if sid == h.get("snapshot"):
+            raise InvalidRequest(f"snapshot {sid[:12]} is already the current one of {device}",
+                                 "name an earlier one with --to (e.g. --to v1)")
+        target = snap.load_snapshot(self.snapshot_bytes(device, sid), sid)
+        restored = int(target["version"])
+
+        def build(version: int) -> dict:
+            now = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+            doc = dict(target, version=version, created_at=now)
+            doc["source"] = f"rollback to v{restored} ({sid[:12]}): {target.get('source', '')}"[:500]
+            return doc
+
+        result = self.publish(device, build)
+        assert result is not None
+        return result[0], result[1], restored
 
     def publish(self, device: str, build: Callable[[int], dict], *, only_if_new: bool = False) -> tuple[str, int] | None:
         """Publish ``build(version)`` as the device's new current snapshot.
@@ -288,7 +368,7 @@ class ControlPlane:
     # ------------------------------------------------------------- tasks
 
     def validate(self, *, device: str, shots: Any, seed: Any, optimization_level: Any, name: Any,
-                 limits: Limits | None = None) -> dict[str, str]:
+                 tags: Any = None, limits: Limits | None = None) -> dict[str, str]:
         """Check the scalar fields of a submission; returns them as task fields."""
         lim = limits or self.limits
         if isinstance(shots, bool) or not isinstance(shots, int):
@@ -309,6 +389,8 @@ class ControlPlane:
             if not isinstance(name, str) or len(name) > lim.max_name_chars:
                 raise InvalidRequest(f"name must be text of at most {lim.max_name_chars} characters", "")
             fields["name"] = name
+        if tags is not None:
+            fields["tags"] = json.dumps(check_tags(tags, lim))
         return fields
 
     @property
@@ -354,20 +436,22 @@ class ControlPlane:
         idempotency_key: str | None = None,
         options: dict[str, Any] | None = None,
         limits: Limits | None = None,
+        tags: list[str] | None = None,
     ) -> dict[str, Any]:
         """Validate and enqueue one task; with an idempotency key a retry returns the same task.
 
         ``limits`` replaces this control plane's own for this one submission:
         a hub gateway passes the limits of the caller's group."""
         lim = limits or self.limits
+        device = device_name(device)
         fields = self.validate(device=device, shots=shots, seed=seed, optimization_level=optimization_level,
-                               name=name, limits=lim)
+                               name=name, tags=tags, limits=lim)
         dev = self._require_device(device)
         k = self.keys(device)
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
             raise InvalidRequest("idempotency_key must be 1-200 characters of text", "")
-        if snapshot is not None and (not isinstance(snapshot, str) or not SNAPSHOT_ID_RE.match(snapshot)):
-            raise UnknownSnapshot(f"invalid snapshot id {snapshot!r}", "snapshot ids are 64 hex digits; see `vqpu devices`")
+        if snapshot is not None:
+            snapshot = self.resolve_snapshot(device, snapshot)
         if idempotency_key:
             existing = self.redis.get(k.idempotency(owner, idempotency_key))
             if existing:
@@ -524,7 +608,8 @@ class ControlPlane:
                 cursors[device] = eid
         return out
 
-    def watch(self, task_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    def watch(self, task_id: str, timeout: float | None = None,
+              on_idle: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
         """Yield the task's view now and after each of its events, until it is final.
 
         Blocks on the events stream (no polling). Raises ResultTimeout."""
@@ -535,7 +620,8 @@ class ControlPlane:
             events = self.read_events(cursors, max(1, int(min(seconds, 2.0) * 1000)))
             return not events or any(f.get("task") == task_id for _, _, f in events)
 
-        return follow(task_id, lambda: self.task(task_id), changed, timeout, f"wait longer with `vqpu wait {task_id}`")
+        return follow(task_id, lambda: self.task(task_id), changed, timeout, f"wait longer with `vqpu wait {task_id}`",
+                      on_idle)
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         view: dict[str, Any] = {}

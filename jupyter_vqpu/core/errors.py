@@ -45,6 +45,12 @@ class PayloadTooLarge(LimitExceeded):
     http_status = 413
 
 
+class AmbiguousReference(InvalidRequest):
+    """A short id or prefix that matches more than one snapshot or task (the message lists them)."""
+
+    code = "ambiguous_reference"
+
+
 class CircuitError(InvalidRequest):
     code = "invalid_circuit"
 

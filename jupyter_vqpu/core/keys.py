@@ -21,6 +21,12 @@ SNAPSHOT_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 _B32 = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford, lower case
 
 
+#: A task id or a prefix of one: the device, a dot, at least 4 of the id's characters.
+TASK_REF_RE = re.compile(r"^([a-z][a-z0-9_-]{0,31})\.([0-9a-z]{4,40})$")
+#: How many characters follow the dot in a whole task id (see new_task_id).
+TASK_ID_CHARS = 16
+
+
 def check_device_name(name: str) -> str:
     if not isinstance(name, str) or not DEVICE_NAME_RE.match(name):
         raise InvalidRequest(
@@ -28,6 +34,14 @@ def check_device_name(name: str) -> str:
             "use lower-case letters, digits, '-' and '_' (e.g. fez)",
         )
     return name
+
+
+def device_name(name: str) -> str:
+    """A device name as a person types it (``Fez``, `` fez ``) -> the registered form (``fez``), checked.
+
+    Device names are lower case; every edge that takes a name from a user goes
+    through this, so ``%%vqpu Fez`` and ``--device FEZ`` find ``fez``."""
+    return check_device_name(name.strip().lower() if isinstance(name, str) else name)
 
 
 def new_task_id(device: str) -> str:

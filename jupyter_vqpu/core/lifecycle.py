@@ -39,12 +39,15 @@ QUEUED_REFRESH_S = 3.0
 
 
 def follow(task_id: str, status: Callable[[], dict[str, Any]], wait_for_change: Callable[[float], bool],
-           timeout: float | None, hint: str) -> Iterator[dict[str, Any]]:
+           timeout: float | None, hint: str, on_idle: Callable[[], None] | None = None,
+           idle_s: float = 1.0) -> Iterator[dict[str, Any]]:
     """Yield a task's view now and after each change, until it is final.
 
     ``wait_for_change(seconds)`` blocks (on an events stream or a long-poll, never
     a busy loop) for at most that long and says whether the task may have changed.
-    Shared by the Redis and the HTTP transports. Raises ResultTimeout."""
+    With ``on_idle``, no wait is longer than ``idle_s`` and ``on_idle()`` runs after
+    each one that brought no change (a waiting widget's clock). Shared by the
+    Redis and the HTTP transports. Raises ResultTimeout."""
     from jupyter_vqpu.core.errors import ResultTimeout
 
     final = {s.value for s in FINAL_STATES}
@@ -59,8 +62,13 @@ def follow(task_id: str, status: Callable[[], dict[str, Any]], wait_for_change: 
         # which are not its own events: look again every few seconds while it waits.
         queued = view.get("state") == TaskState.QUEUED.value
         wait = QUEUED_REFRESH_S if queued else 20.0
+        if on_idle is not None:
+            wait = min(wait, idle_s)
+        new = view
         if wait_for_change(wait if remaining is None else min(wait, remaining)) or queued:
             new = status()
-            if new != view:
-                view = new
-                yield view
+        if new != view:
+            view = new
+            yield view
+        elif on_idle is not None:
+            on_idle()

@@ -13,6 +13,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from jupyter_vqpu.core.errors import ControlPlaneUnavailable, VqpuError
@@ -95,7 +96,7 @@ class HttpTransport:
         reply = self.request("GET", f"events/poll?{query}", timeout=timeout + 15)
         return reply.get("events", []), reply.get("cursor", cursor or "")
 
-    def watch(self, task_id: str, timeout: float | None = None):
+    def watch(self, task_id: str, timeout: float | None = None, on_idle: Callable[[], None] | None = None):
         """Yield the task's view now and whenever it changes, until it is final (long-poll, no busy loop)."""
         cursor = [self.events(None, 0)[1]]
 
@@ -104,7 +105,7 @@ class HttpTransport:
             return not events or any(e.get("task") == task_id for e in events)
 
         return follow(task_id, lambda: self.status(task_id), changed, timeout,
-                      f"wait longer, or follow it with `%vqpu status {task_id}`")
+                      f"wait longer, or follow it with `%vqpu status {task_id}`", on_idle)
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         view: dict[str, Any] = {}

@@ -173,6 +173,13 @@ class DevicesEndpoint(ApiMixin):
         self.write_json(await self.service.run(self.service.devices, self.caller))
 
 
+class HealthEndpoint(ApiMixin):
+    """``GET health``: whether the service reaches the control plane now (docs/api.md)."""
+
+    async def get(self) -> None:
+        self.write_json(await self.service.run(self.service.health, self.caller))
+
+
 class SnapshotEndpoint(ApiMixin):
     async def get(self, device: str, snapshot_id: str | None = None) -> None:
         data = await self.service.run(self.service.snapshot, self.caller, device, snapshot_id)
@@ -269,9 +276,11 @@ class EventsSocketEndpoint:
         try:
             devices = await self.service.run(self.service.devices, self.caller)
         except VqpuError as exc:
-            await self.write_message(json.dumps({"type": "error", **exc.to_dict()}))
+            await self.write_message(json.dumps({"type": "error", **exc.to_dict(),
+                                                 "control_plane": self.service.connection}))
             return
-        await self.write_message(json.dumps({"type": "devices", "devices": devices}))
+        await self.write_message(json.dumps({"type": "devices", "devices": devices,
+                                             "control_plane": self.service.connection}))
 
     async def _forward(self) -> None:
         interval = float(self.settings.get("vqpu_devices_interval", 10))
@@ -304,6 +313,7 @@ _DEVICE = r"(?P<device>[^/]+)"
 #: The one list both apps serve; the hub authorization-matrix test enumerates it.
 API_ROUTES: list[tuple[str, type, bool]] = [
     ("devices", DevicesEndpoint, False),
+    ("health", HealthEndpoint, False),
     (rf"devices/{_DEVICE}/snapshot", SnapshotEndpoint, False),
     (rf"devices/{_DEVICE}/snapshot/(?P<snapshot_id>[^/]+)", SnapshotEndpoint, False),
     (rf"devices/{_DEVICE}/snapshots", SnapshotsEndpoint, False),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import threading
@@ -28,10 +29,10 @@ from typing import Any, TypeVar
 
 import redis
 
-from jupyter_vqpu.core.connection import connect, redact, resolve_url
+from jupyter_vqpu.core.connection import connect, follows_embedded, redact, resolve_url
 from jupyter_vqpu.core.control import ControlPlane, Limits
 from jupyter_vqpu.core.errors import ControlPlaneUnavailable, InvalidRequest, NotAuthorized, TaskNotFound, UnknownDevice
-from jupyter_vqpu.core.keys import check_device_name, device_of
+from jupyter_vqpu.core.keys import check_device_name, device_name
 from jupyter_vqpu.core.parsing import ParserPool
 from jupyter_vqpu_server.caller import Caller
 
@@ -51,6 +52,7 @@ SUBMIT_FIELDS: dict[str, tuple[type, ...]] = {
     "name": (str, type(None)),
     "snapshot": (str, type(None)),
     "idempotency_key": (str, type(None)),
+    "tags": (list, type(None)),
 }
 REQUIRED_FIELDS = ("device", "circuit")
 MAX_POLL_TIMEOUT_S = 60.0
@@ -123,6 +125,11 @@ class VqpuService:
         self._cp_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="vqpu-api")
         self.pump = EventPump(self, block_ms=events_block_ms)
+        # No URL and none in the environment: the embedded default, which `vqpu down` / `vqpu up` may move
+        # to another port; such a service looks it up again instead of holding on to the old one.
+        self.follows_embedded = control is None and follows_embedded(redis_url)
+        #: What the last call found (the panel's live dot): see ``health`` and docs/api.md.
+        self.connection: dict[str, Any] = {"state": "unknown", "message": "", "hint": "", "since": time.time()}
 
     # ------------------------------------------------------------ plumbing
 
@@ -137,7 +144,9 @@ class VqpuService:
                 if self._cp is None:
                     url = resolve_url(self.redis_url or None)
                     loader = connect(self.script_loader_url, check=False) if self.script_loader_url else None
-                    self._cp = ControlPlane(connect(url, check=False), limits=self.limits, script_loader=loader,
+                    # The embedded default is connected to by name (no URL), so that it is followed to a new port.
+                    client = connect(None if self.follows_embedded else url, check=False)
+                    self._cp = ControlPlane(client, limits=self.limits, script_loader=loader,
                                             parser=self.parser)
                     log.info("vqpu: control plane at %s%s", redact(url),
                              f" (scripts loaded by {redact(self.script_loader_url)})" if loader else "")
@@ -159,11 +168,61 @@ class VqpuService:
 
     def _guarded(self, fn: Callable[..., T], args: tuple) -> T:
         try:
-            return fn(*args)
+            try:
+                out = fn(*args)
+            except (redis.ConnectionError, redis.TimeoutError):
+                if not self._follow_embedded():
+                    raise
+                out = fn(*args)  # once more, on the embedded default's new address
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ControlPlaneUnavailable(
+            error = ControlPlaneUnavailable(
                 f"the vQPU control plane is unreachable ({exc})", "try again shortly; tell the operator if it persists"
-            ) from None
+            )
+            self._note("unreachable", error)
+            raise error from None
+        except ControlPlaneUnavailable as exc:
+            self._note("not_running" if self.follows_embedded else "unreachable", exc)
+            raise
+        self._note("connected")
+        return out
+
+    def _note(self, state: str, error: ControlPlaneUnavailable | None = None) -> None:
+        if self.connection["state"] != state:
+            log.log(logging.INFO if state == "connected" else logging.WARNING, "vqpu: control plane %s%s", state,
+                    f": {error}" if error else "")
+            self.connection = {"state": state, "message": error.message if error else "",
+                               "hint": error.hint if error else "", "since": time.time()}
+
+    def _follow_embedded(self) -> bool:
+        """After a refused connection to the embedded default: True to try once more (its connections
+        look up its current port, which `vqpu down` / `vqpu up` changes: ``EmbeddedConnection``); a
+        readable ControlPlaneUnavailable ("run `vqpu up`") when it is not running; False otherwise."""
+        if not self.follows_embedded:
+            return False
+        from jupyter_vqpu.core import embedded
+
+        if embedded.status()["redis_pid"] is None:
+            raise ControlPlaneUnavailable("the embedded vQPU control plane is not running",
+                                          "run `vqpu up` in a terminal; this server reconnects by itself")
+        return True
+
+    def health_check(self) -> dict[str, Any]:
+        """Ping the control plane (following the embedded default if it moved); the connection state."""
+        try:
+            self._guarded(lambda: self.cp.redis.ping(), ())
+        except ControlPlaneUnavailable:
+            pass
+        return {**self.connection, "embedded": self.follows_embedded}
+
+    def health(self, caller: Caller) -> dict[str, Any]:
+        """Whether this service reaches the control plane right now (the panel's live dot).
+
+        ``state``: ``connected``; ``unreachable`` (Redis does not answer); ``not_running`` (the
+        embedded default is stopped: `vqpu up` starts it and this service follows by itself);
+        with ``message``/``hint`` saying why and what to do, ``since`` (epoch seconds) when the
+        state began, ``embedded`` whether this service follows the embedded default."""
+        self.require_use(caller)
+        return self.health_check()
 
     async def close(self) -> None:
         await self.pump.stop()
@@ -189,9 +248,10 @@ class VqpuService:
         return [n for n in names if n in self.allowed] if self.allowed else names
 
     def _check_device(self, device: Any) -> str:
+        """The device a request names, in its registered (lower-case) form; served by this service."""
         if not isinstance(device, str):
             raise InvalidRequest(f"device must be a device name, got {device!r}", 'e.g. "fez"')
-        check_device_name(device)
+        device = device_name(device)
         if self.allowed and device not in self.allowed:
             known = ", ".join(sorted(self.allowed))
             raise UnknownDevice(f"unknown device {device!r}", f"known devices: {known}")
@@ -203,7 +263,7 @@ class VqpuService:
 
     def snapshot(self, caller: Caller, device: str, snapshot_id: str | None = None) -> bytes:
         self.require_use(caller)
-        return self.cp.snapshot_bytes(self._check_device(device), snapshot_id)
+        return self.cp.snapshot_bytes(self._check_device(device), snapshot_id)  # an id, a prefix, v3 or fez@v3
 
     def set_admin_state(self, caller: Caller, device: str, state: str) -> dict[str, Any]:
         """Drain a device (no new tasks; queued and running ones go on) or resume it."""
@@ -256,10 +316,11 @@ class VqpuService:
         for key, value in payload.items():
             types = SUBMIT_FIELDS[key]
             if isinstance(value, bool) or not isinstance(value, types):
-                want = " or ".join("null" if t is type(None) else {int: "integer", str: "string"}[t] for t in types)
+                names = {int: "integer", str: "string", list: "a list", dict: "an object"}
+                want = " or ".join("null" if t is type(None) else names[t] for t in types)
                 raise InvalidRequest(f"{key} must be {want}, got {json.dumps(value)[:60]}", "")
         kwargs = dict(payload)
-        self._check_device(kwargs["device"])
+        kwargs["device"] = self._check_device(kwargs["device"])
         limits = self.limits_for(caller) if self.limits_for is not None else None
         return self.cp.submit(owner=caller.name, limits=limits, **kwargs)
 
@@ -278,18 +339,21 @@ class VqpuService:
             return self.cp.tasks(owner, self.device_names())
         return self.cp.tasks(caller.name, self.device_names())
 
-    def _own(self, caller: Caller, task_id: str) -> None:
-        """Raise unless ``task_id`` exists (on a served device) and the caller may see it."""
+    def _own(self, caller: Caller, task_id: str) -> str:
+        """The whole id of the task ``task_id`` names (a prefix of the caller's own is enough);
+        raises unless it exists (on a served device) and the caller may see it."""
         self.require_use(caller)
-        device = device_of(task_id)
+        task_id = self.cp.resolve_task(task_id, caller.name)
+        device = task_id.split(".", 1)[0]
         if self.allowed and device not in self.allowed:
             raise TaskNotFound(f"no task {task_id}", "see your tasks at vqpu/api/tasks")
         if not caller.may_see(self.cp.owner_of(task_id)):
             raise NotAuthorized(f"task {task_id} belongs to another user", "you can only see and cancel your own tasks")
+        return task_id
 
     def get(self, caller: Caller, task_id: str) -> dict[str, Any]:
         """The task's view, its history, and the measured result once completed."""
-        self._own(caller, task_id)
+        task_id = self._own(caller, task_id)
         view = self.cp.task(task_id)
         view["history"] = self.cp.history(task_id)
         if view.get("state") == "completed":
@@ -299,7 +363,7 @@ class VqpuService:
         return view
 
     def cancel(self, caller: Caller, task_id: str) -> dict[str, Any]:
-        self._own(caller, task_id)
+        task_id = self._own(caller, task_id)
         return self.cp.cancel(task_id, by=caller.name)
 
     # -------------------------------------------------------------- events
@@ -475,6 +539,8 @@ class EventPump:
             except Exception:
                 log.warning("vqpu: event pump cannot read events; retrying", exc_info=True)
                 await asyncio.sleep(2)
+                with contextlib.suppress(Exception):  # the embedded default may have moved: follow it
+                    await loop.run_in_executor(self._pool, svc.health_check)
                 refreshed = 0.0
                 continue
             if not raw:

@@ -79,7 +79,7 @@ def test_a_serving_agent_rides_out_a_script_flush_once_a_trusted_client_reloads(
         with caplog.at_level("WARNING", logger="vqpu.agent"):
             task = client.submit(GHZ3, device="ideal", shots=10)  # the trusted client reloads 'submit' only
             wait_for(lambda: "control-plane scripts are not loaded" in caplog.text, 30, "the agent to notice")
-            assert task.status()["state"] == "queued"
+            assert task.refresh()["state"] == "queued"
             assert seeded.scripts.ensure_loaded() >= 1  # what the gateway's periodic check does
             assert seeded.scripts.ensure_loaded() == 0
             assert task.result(timeout=60)["state"] == "completed"

@@ -82,4 +82,4 @@ def test_a_corrupted_snapshot_fails_the_task_with_a_clear_reason(seeded, local_a
     task = client.submit(GHZ3, device="ideal", shots=10)
     with pytest.raises(TaskFailed) as info:
         task.result(timeout=120)
-    assert "hash" in info.value.message and task.status()["reason"] == "invalid_snapshot"
+    assert "hash" in info.value.message and task.refresh()["reason"] == "invalid_snapshot"

@@ -232,6 +232,7 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("oauth_callback", "GET"): {s: 400 for s in SUBJECTS},  # no OAuth code: refused before any identity matters
     ("?", "GET"): row(200, 200, 200, 200, 403, 302, 302, 302, 200),  # the home page: a login redirect without one
     ("api/devices", "GET"): everyone_in(200),
+    ("api/health", "GET"): everyone_in(200),
     ("api/devices/(?P<device>[^/]+)/snapshot", "GET"): everyone_in(200),
     ("api/devices/(?P<device>[^/]+)/snapshot/(?P<snapshot_id>[^/]+)", "GET"): everyone_in(200),
     ("api/devices/(?P<device>[^/]+)/snapshots", "POST"): admin_only(201),
@@ -240,6 +241,7 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("api/tasks", "POST"): everyone_in(201),
     ("api/tasks/(?P<task_id>[^/]+)", "GET"): task_row(200),
     ("api/tasks/(?P<task_id>[^/]+)", "DELETE"): task_row(200),
+    ("api/tasks/(?P<task_id>[^/]+)/circuit", "GET"): task_row(200),
     ("api/events", "GET"): row(101, 101, 101, 101, 403, 401, 401, 403, 101),  # a foreign Origin: refused
     ("api/events/poll", "GET"): everyone_in(200),
     ("metrics", "GET"): row(403, 403, 403, 200, 403, 401, 401, 401, 403),

@@ -71,8 +71,14 @@ def text_of(nb: nbformat.NotebookNode) -> str:
 
 @pytest.mark.parametrize("name", ["quickstart", "calibration_drift", "qiskit_backend"])
 def test_notebook_runs_top_to_bottom(kernel_env, name):
+    before = json.loads(kernel_env.snapshot_bytes("fez"))
     nb = run_notebook(nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4))
     text = text_of(nb)
+    # No notebook leaves a device changed: the drift notebook rolls Fez back (as a new version).
+    after = json.loads(kernel_env.snapshot_bytes("fez"))
+    bookkeeping = ("version", "created_at", "source")
+    assert {k: v for k, v in after.items() if k not in bookkeeping} == \
+        {k: v for k, v in before.items() if k not in bookkeeping}
     assert "Error" not in text and "Traceback" not in text
     if name == "quickstart":
         assert "top outcomes: [('" in text and "share of outcomes an ideal GHZ never gives" in text
@@ -81,6 +87,7 @@ def test_notebook_runs_top_to_bottom(kernel_env, name):
         assert widgets, "the %%vqpu cell should display a widget"
     if name == "calibration_drift":
         assert "total-variation distance between the two" in text
+        assert after["version"] == 3 and "fez is back on the calibration of v1, as version 3" in text
     if name == "qiskit_backend":
         assert "sampler: [('" in text and "total 1024" in text
 
