@@ -223,6 +223,13 @@ class TaskEndpoint(ApiMixin):
         self.write_json(await self.service.run(self.service.cancel, self.caller, task_id))
 
 
+class TaskCircuitEndpoint(ApiMixin):
+    """``GET tasks/{id}/circuit``: the circuit as submitted and as transpiled (the panel's detail view)."""
+
+    async def get(self, task_id: str) -> None:
+        self.write_json(await self.service.run(self.service.circuit, self.caller, task_id))
+
+
 class EventsPollEndpoint(ApiMixin):
     """Long-poll fallback for clients that cannot keep a WebSocket open."""
 
@@ -320,6 +327,7 @@ API_ROUTES: list[tuple[str, type, bool]] = [
     (rf"devices/{_DEVICE}/(?P<action>drain|resume)", DeviceStateEndpoint, False),
     ("tasks", TasksEndpoint, False),
     (r"tasks/(?P<task_id>[^/]+)", TaskEndpoint, False),
+    (r"tasks/(?P<task_id>[^/]+)/circuit", TaskCircuitEndpoint, False),
     ("events", EventsSocketEndpoint, True),
     ("events/poll", EventsPollEndpoint, False),
 ]

@@ -362,6 +362,22 @@ class VqpuService:
             view = merge_result(view, self.cp.result(task_id))
         return view
 
+    def circuit(self, caller: Caller, task_id: str) -> dict[str, Any]:
+        """What the task runs: the circuit as submitted and, once completed, as transpiled for the
+        device (OpenQASM 3 from the runner's result; null before, or when it was too long to keep).
+
+        A route of its own, not part of ``get``: the panel's list and the kernels' followers read
+        tasks often and need neither text. The stored result was checked against the schema when
+        the job handed it back; its bound is checked again here before the text is served."""
+        from jupyter_vqpu.core.result import MAX_TRANSPILED_QASM_CHARS
+
+        task_id = self._own(caller, task_id)
+        circuit_format, text = self.cp.circuit(task_id)
+        transpiled = (self.cp.result(task_id) or {}).get("transpiled_qasm")
+        if not isinstance(transpiled, str) or len(transpiled) > MAX_TRANSPILED_QASM_CHARS:
+            transpiled = None
+        return {"task_id": task_id, "format": circuit_format, "circuit": text, "transpiled_qasm": transpiled}
+
     def cancel(self, caller: Caller, task_id: str) -> dict[str, Any]:
         task_id = self._own(caller, task_id)
         return self.cp.cancel(task_id, by=caller.name)
