@@ -111,6 +111,15 @@ class _Worker:
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 
+    def poll_ready(self) -> bool:
+        """Whether it has loaded qiskit, without waiting (reads its ready line if that has arrived)."""
+        if not self.ready and b"\n" not in self._buf:
+            readable, _, _ = select.select([self.proc.stdout.fileno()], [], [], 0)
+            if readable:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                self._buf += chunk if chunk else b"\n"  # EOF: let the ready check see the failure
+        return self.ready or b"\n" in self._buf
+
     def send(self, line: bytes) -> None:
         self.proc.stdin.write(line)
         self.proc.stdin.flush()
@@ -147,6 +156,19 @@ def _describe_exit(status: int | None, memory_mb: int) -> str:
     return f"the parser exited (status {status})"
 
 
+class _IdleWorkers(queue.LifoQueue):
+    """Idle workers, warmest first; a fresh one (still importing qiskit) only when no loaded one is idle.
+
+    So the replacement started after a crash or a recycle costs the next user
+    nothing while another worker is ready."""
+
+    def _get(self) -> _Worker:
+        for i in range(len(self.queue) - 1, -1, -1):
+            if self.queue[i].poll_ready():
+                return self.queue.pop(i)
+        return self.queue.pop()
+
+
 class ParserPool:
     """Warm, sandboxed parser processes; ``parse`` is the one entry point, safe from any thread."""
 
@@ -157,7 +179,7 @@ class ParserPool:
             raise ValueError("a parser pool needs at least one process")
         self.size, self.memory_mb, self.timeout_s = size, memory_mb, timeout_s
         self.max_requests, self.start_timeout_s = max_requests, start_timeout_s
-        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self._idle = _IdleWorkers()
         self._lock = threading.Lock()
         self._live = 0
         self._closed = False
