@@ -31,6 +31,8 @@ _SNAPSHOT_REF = re.compile(r"^(?:(?P<device>[A-Za-z][A-Za-z0-9_-]{0,31})@)?"
                            r"(?:[vV](?P<version>\d{1,9})|(?P<bare>\d{1,6})|(?P<hex>[0-9a-fA-F]{8,64}))$")
 #: Candidates named in an ambiguity message.
 _SHOW = 5
+#: Entries one ZSCAN round trip looks at (an index of a few thousand is a handful of trips).
+_SCAN_COUNT = 1000
 
 
 def split_snapshot_ref(ref: str, device: str) -> tuple[str, str]:
@@ -69,7 +71,7 @@ def resolve_snapshot(r: redis.Redis, keys: Keys, ref: str) -> str:
     if SNAPSHOT_ID_RE.match(hexid):
         return hexid
     # The index holds one entry per published version: a handful, read in pieces by ZSCAN.
-    matches = sorted({sid for sid, _ in r.zscan_iter(keys.snapshots, match=f"{hexid}*")})
+    matches = sorted({sid for sid, _ in r.zscan_iter(keys.snapshots, match=f"{hexid}*", count=_SCAN_COUNT)})
     if not matches:
         raise UnknownSnapshot(f"{device} has no snapshot starting with {hexid}",
                               f"list them with `vqpu device snapshots {device}`")
@@ -95,7 +97,7 @@ def resolve_task(r: redis.Redis, keys_of, ref: str, owner: str | None) -> str:
     if r.exists(keys.task(text)):
         return text
     # Task ids are [0-9a-z] after the device: no glob characters reach MATCH.
-    matches = sorted({tid for tid, _ in r.zscan_iter(keys.owner_index(owner), match=f"{text}*")})
+    matches = sorted({tid for tid, _ in r.zscan_iter(keys.owner_index(owner), match=f"{text}*", count=_SCAN_COUNT)})
     if not matches:
         raise TaskNotFound(f"no task {text}", "nor any of yours that starts with it; see `vqpu tasks` for your tasks")
     if len(matches) > 1:
