@@ -207,7 +207,8 @@ class TasksEndpoint(ApiMixin):
     async def get(self) -> None:
         owner = self.get_argument("owner", None) or None
         group = self.get_argument("group", None) or None
-        self.write_json(await self.service.run(self.service.list, self.caller, owner, group))
+        limit = self.get_argument("limit", None)
+        self.write_json(await self.service.run(self.service.list, self.caller, owner, group, limit))
 
     async def post(self) -> None:
         view = await self.service.run(self.service.submit, self.caller, self.json_body())

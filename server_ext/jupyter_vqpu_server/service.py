@@ -90,6 +90,22 @@ def _is_stream_id(value: str) -> bool:
 NO_RIGHTS_HINT = "ask whoever runs this hub for the custom:vqpu:submit scope"
 
 
+#: Tasks ``GET tasks`` returns per owner without a ``limit``, and the most it returns with one.
+LIST_LIMIT = 50
+MAX_LIST_LIMIT = 500
+
+
+def list_limit(raw: str | int | None) -> int:
+    """``limit`` of ``GET tasks`` as a number of tasks; a readable 400 unless 1 to MAX_LIST_LIMIT."""
+    if raw is None or raw == "":
+        return LIST_LIMIT
+    text = str(raw)
+    if not (text.isascii() and text.isdigit() and len(text) <= 4 and 1 <= int(text) <= MAX_LIST_LIMIT):
+        raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}, got {text[:20]!r}",
+                             "e.g. limit=200")
+    return int(text)
+
+
 class VqpuService:
     """The control plane as one authenticated caller may use it.
 
@@ -324,20 +340,23 @@ class VqpuService:
         limits = self.limits_for(caller) if self.limits_for is not None else None
         return self.cp.submit(owner=caller.name, limits=limits, **kwargs)
 
-    def list(self, caller: Caller, owner: str | None = None, group: str | None = None) -> list[dict[str, Any]]:
-        """The caller's tasks; or another user's (``owner``), or a course's (``group``), for who oversees them."""
+    def list(self, caller: Caller, owner: str | None = None, group: str | None = None,
+             limit: str | int | None = None) -> list[dict[str, Any]]:
+        """The caller's tasks, newest first, at most ``limit`` (default LIST_LIMIT, at most MAX_LIST_LIMIT,
+        per owner); or another user's (``owner``), or a course's (``group``), for who oversees them."""
         self.require_use(caller)
+        n = list_limit(limit)
         if group is not None:
             self.require(group in caller.courses, f"{caller.name} does not oversee group {group!r}",
                          "instructors list the tasks of the groups their custom:vqpu:instruct scope names")
             owners = sorted(caller.courses[group])
-            views = [v for o in owners for v in self.cp.tasks(o, self.device_names())]
+            views = [v for o in owners for v in self.cp.tasks(o, self.device_names(), limit=n)]
             return sorted(views, key=lambda v: v.get("created_at") or 0, reverse=True)
         if owner is not None and owner != caller.name:
             self.require(caller.may_see(owner), f"{caller.name} may not see the tasks of {owner}",
                          "you can only see your own tasks")
-            return self.cp.tasks(owner, self.device_names())
-        return self.cp.tasks(caller.name, self.device_names())
+            return self.cp.tasks(owner, self.device_names(), limit=n)
+        return self.cp.tasks(caller.name, self.device_names(), limit=n)
 
     def _own(self, caller: Caller, task_id: str) -> str:
         """The whole id of the task ``task_id`` names (a prefix of the caller's own is enough);
