@@ -197,10 +197,15 @@ export function listDevices(
   return requestAPI<IDevice[]>('devices', {}, settings);
 }
 
+/** Tasks the panel asks for (newest first; the server allows 1 to 500, 50 without a limit). */
+export const TASK_LIST_LIMIT = 200;
+
 export function listTasks(
-  settings?: ServerConnection.ISettings
+  settings?: ServerConnection.ISettings,
+  limit: number = TASK_LIST_LIMIT
 ): Promise<ITaskView[]> {
-  return requestAPI<ITaskView[]>('tasks', {}, settings);
+  const query = URLExt.objectToQueryString({ limit: String(limit) });
+  return requestAPI<ITaskView[]>(`tasks${query}`, {}, settings);
 }
 
 export function getTask(
