@@ -117,6 +117,7 @@ async def test_auth_is_required(jp_fetch, headers):
         (("tasks",), "POST", submit_body()),
         (("tasks", "fez.0000000000000000"), "GET", None),
         (("tasks", "fez.0000000000000000"), "DELETE", None),
+        (("tasks", "fez.0000000000000000", "circuit"), "GET", None),
         (("events", "poll"), "GET", None),
     ]:
         code, _ = await fails(jp_fetch("vqpu", "api", *parts, method=method, body=payload, headers=dict(headers)))
@@ -157,6 +158,46 @@ async def test_completed_task_includes_result(jp_fetch, seeded):
     got = body(await jp_fetch("vqpu", "api", "tasks", tid))
     assert got["state"] == "completed" and got["counts"] == {"000": 52, "111": 48}
     assert [h["event"] for h in got["history"]] == ["queued", "claimed", "running", "completed"]
+
+
+async def test_a_tasks_circuit_as_submitted_and_as_transpiled(jp_fetch, seeded):
+    """``tasks/{id}/circuit`` (the panel's detail view): the owner's only; the transpiled text
+    once a result carries it, and never a stored one past the schema's bound."""
+    from jupyter_vqpu.core.result import MAX_TRANSPILED_QASM_CHARS
+
+    tid = (await submit(jp_fetch, device="ideal"))["task_id"]
+    got = body(await jp_fetch("vqpu", "api", "tasks", tid, "circuit"))
+    assert got["task_id"] == tid and got["circuit"] == GHZ3 and got["format"]
+    assert got["transpiled_qasm"] is None  # nothing has run yet
+    code, err = await fails(jp_fetch("vqpu", "api", "tasks", tid, "circuit", headers=dict(BOB)))
+    assert (code, err["error"]) == (403, "forbidden")
+
+    claim = seeded.claim("ideal", tid, "agent-1", 30_000)
+    transpiled = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nh $0;\n'
+    assert seeded.finish(tid, "agent-1", claim.token, "completed",
+                         result={"counts": {"000": 5}, "snapshot_id": claim.snapshot_id,
+                                 "transpiled_qasm": transpiled}) == "ok"
+    assert body(await jp_fetch("vqpu", "api", "tasks", tid, "circuit"))["transpiled_qasm"] == transpiled
+
+    # a result stored past the bound (written around the agent's schema check) is not served
+    big = (await submit(jp_fetch, device="ideal"))["task_id"]
+    claim = seeded.claim("ideal", big, "agent-1", 30_000)
+    seeded.finish(big, "agent-1", claim.token, "completed",
+                  result={"counts": {"000": 5}, "snapshot_id": claim.snapshot_id,
+                          "transpiled_qasm": "x" * (MAX_TRANSPILED_QASM_CHARS + 1)})
+    assert body(await jp_fetch("vqpu", "api", "tasks", big, "circuit"))["transpiled_qasm"] is None
+    code, err = await fails(jp_fetch("vqpu", "api", "tasks", "fez.0000000000000000", "circuit"))
+    assert (code, err["error"]) == (404, "task_not_found")
+
+
+async def test_the_task_list_takes_a_bounded_limit(jp_fetch):
+    ids = [(await submit(jp_fetch, name=f"t{i}"))["task_id"] for i in range(3)]
+    listed = body(await jp_fetch("vqpu", "api", "tasks", params={"limit": "2"}))
+    assert [t["task_id"] for t in listed] == ids[::-1][:2]  # the newest two
+    assert len(body(await jp_fetch("vqpu", "api", "tasks"))) == 3
+    for bad in ("0", "501", "abc", "1e3", "-1", "\u00b2", "9" * 40):
+        code, err = await fails(jp_fetch("vqpu", "api", "tasks", params={"limit": bad}))
+        assert (code, err["error"]) == (400, "invalid_request") and "limit must be" in err["message"], (bad, err)
 
 
 async def test_users_cannot_touch_each_others_tasks(jp_fetch):
