@@ -180,6 +180,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
         age_s = human_age(d["snapshot_age_s"])
         print(f"{d['name']:<12}{d['status']:<10}{d['num_qubits']:>7}{d['queue_depth']:>8}{d['held']:>6}  "
               f"{(d['snapshot_id'] or '-')[:12]:<14}{d['snapshot_version']:>8}  {age_s}")
+        for agent, why in sorted((d.get("unhealthy_agents") or {}).items()):
+            print(f"  agent {agent} unhealthy: {why}")
     return 0
 
 
@@ -357,7 +359,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
     executor = make_executor(args.executor, args, work_root)
     cfg = AgentConfig(devices=devices, work_root=work_root, agent_id=args.agent_id or "", lease_s=args.lease,
                       renew_s=args.renew, max_attempts=args.max_attempts, capacity=args.capacity,
-                      task_timeout_s=args.task_timeout, reap_every_s=args.reap_every)
+                      task_timeout_s=args.task_timeout, reap_every_s=args.reap_every,
+                      bundle_retention_s=args.bundle_retention, max_handbacks=args.max_handbacks)
     agent = Agent(cp, executor, cfg)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     signal.signal(signal.SIGINT, lambda *_: agent.stop())
@@ -492,6 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-attempts", type=int, default=3)
     s.add_argument("--task-timeout", type=float, default=600.0)
     s.add_argument("--reap-every", type=float, default=5.0, help="seconds between reaper passes")
+    s.add_argument("--bundle-retention", type=float, default=24 * 3600.0, metavar="SECONDS",
+                   help="remove job bundles this long after their last change (default 86400 = 24 h; 0: keep them)")
+    s.add_argument("--max-handbacks", type=int, default=3,
+                   help="times a task may be handed back for agents' own faults (full or unwritable work root) "
+                        "before it fails with reason agent_fault")
     s.add_argument("--slurm-config", metavar="FILE", help="slurm: site knobs as JSON/TOML (see slurm/README.md)")
     s.add_argument("--partition", help="slurm: partition (overrides the config file)")
     s.add_argument("--cold", action="store_true", help="local: a fresh runner process per task (no warm worker)")

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_vqpu.core.result import MAX_RESULT_BYTES
 from jupyter_vqpu_agent.private import make_dirs, open_private
 
 TASK_FILE = "task.json"
@@ -88,8 +89,13 @@ def write_result(bundle_dir: Path, result: dict[str, Any]) -> None:
 
 def read_result(bundle_dir: Path) -> dict[str, Any] | None:
     """The runner's result, or None when the runner left none (it crashed or was killed)."""
+    path = bundle_dir / RESULT_FILE
     try:
-        return json.loads((bundle_dir / RESULT_FILE).read_text())
+        size = path.stat().st_size
+        if size > MAX_RESULT_BYTES:  # bounded before it is read or parsed
+            return {"ok": False, "reason": "bad_result",
+                    "error": f"the result file is {size} bytes, over the limit of {MAX_RESULT_BYTES}"}
+        return json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

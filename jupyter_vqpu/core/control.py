@@ -197,16 +197,20 @@ class ControlPlane:
             pipe.zcard(k.pending)
             pipe.zcard(k.leases)
             pipe.zrangebyscore(k.agents, now * 1000, "+inf")
+            pipe.hgetall(k.agent_health)
         replies = pipe.execute()
         out = []
         for i, name in enumerate(names):
-            h, depth, held, agents = replies[4 * i : 4 * i + 4]
+            h, depth, held, agents, health = replies[5 * i : 5 * i + 5]
             if not h:
                 continue
+            unhealthy = {a: health[a] for a in agents if a in health}
             if h.get("admin_state") == "draining":
                 status = "draining"
-            else:
-                status = "online" if agents else "offline"
+            elif not agents:
+                status = "offline"
+            else:  # live agents that all say they cannot run work do not make a device online
+                status = "degraded" if len(unhealthy) == len(agents) else "online"
             snapshot_at = _ms_to_s(h.get("snapshot_at"))
             out.append(
                 {
@@ -216,6 +220,7 @@ class ControlPlane:
                     "queue_depth": depth,
                     "held": held,
                     "agents": sorted(agents),
+                    "unhealthy_agents": unhealthy,
                     "offline_since": _ms_to_s(h.get("offline_since")) if not agents else None,
                     "snapshot_id": h.get("snapshot"),
                     "snapshot_version": int(h.get("version") or 0),
@@ -768,9 +773,25 @@ class ControlPlane:
             out.append((task_id, reply[0], int(reply[1]) if isinstance(reply[1], int) else 0))
         return out
 
-    def presence(self, device: str, agent: str, ttl_ms: int) -> int:
+    def presence(self, device: str, agent: str, ttl_ms: int, problem: str = "") -> int:
+        """Announce an agent alive for ``ttl_ms`` (0: leaving); ``problem`` non-empty says it is
+        unhealthy and why (the device view shows it). Returns the number of live agents."""
         k = self.keys(device)
-        return int(self.scripts.presence(keys=[k.agents, k.events, k.device], args=[agent, ttl_ms, self.events_maxlen]))
+        return int(self.scripts.presence(keys=[k.agents, k.events, k.device, k.agent_health],
+                                         args=[agent, ttl_ms, self.events_maxlen, problem[:300]]))
+
+    def release(self, task_id: str, agent: str, token: int, problem: str, *, max_handbacks: int) -> tuple[str, Any]:
+        """Hand a held task back to the queue for a fault of the agent's own, without using an attempt.
+
+        Fenced like ``finish``; keeps the task's fair-share place; after
+        ``max_handbacks`` hand-backs the task fails with reason ``agent_fault``.
+        Returns ('requeued' | 'failed', hand-backs) or ('cancelled' | 'final' | 'fenced', state)."""
+        k = self.keys(device_of(task_id))
+        reply = self.scripts.release(
+            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.queue, k.device, k.stats],
+            args=[task_id, agent, token, max_handbacks, problem[:1000], self.events_maxlen],
+        )
+        return reply[0], reply[1]
 
     def stats(self, device: str) -> DeviceStats:
         """The device's cumulative task counters and phase latency histograms (see jupyter_vqpu/core/stats.py)."""

@@ -78,6 +78,8 @@ class Keys:
         self.events = f"{base}:events"
         self.snapshots = f"{base}:snapshots"
         self.agents = f"{base}:agents"
+        # Live agents that announced a problem (agent id -> why): written by presence.lua only.
+        self.agent_health = f"{base}:agent_health"
         # Cumulative counters and latency histograms, written by the end-of-task scripts
         # and read by server_ext/jupyter_vqpu_server/collector.py: in Redis, so every service replica reports the same.
         self.stats = f"{base}:stats"

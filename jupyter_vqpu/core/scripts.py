@@ -13,7 +13,7 @@ from importlib import resources
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-NAMES = ("submit", "claim", "progress", "finish", "cancel", "recover", "publish", "presence", "rate")
+NAMES = ("submit", "claim", "progress", "finish", "cancel", "recover", "publish", "presence", "rate", "release")
 
 
 @cache

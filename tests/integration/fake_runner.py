@@ -9,6 +9,8 @@ steered by ``options`` in task.json:
     {"exit": N}         exit with status N without writing a result
     {"no_result": true} exit 0 without writing a result
     {"fail": REASON}    write a failed result (ok: false) with that reason
+    {"raw_result": TEXT} write TEXT as result.json, whatever it is (a hostile or broken job)
+    {"counts": VALUE}   write an ok result with these counts instead of the fixed ones
 otherwise it writes an ok result with fixed counts.
 """
 
@@ -42,9 +44,13 @@ def main(argv: list[str]) -> int:
         bundle.write_result(bundle_dir, {"ok": False, "task_id": spec.task_id, "reason": opts["fail"],
                                          "error": f"fake failure {opts['fail']}"})
         return 0
+    if "raw_result" in opts:
+        bundle.write_atomic(bundle_dir / bundle.RESULT_FILE, str(opts["raw_result"]).encode())
+        return 0
     bundle.write_result(bundle_dir, {
         "ok": True, "task_id": spec.task_id, "attempt": spec.attempt, "snapshot_id": spec.snapshot_id,
-        "shots": spec.shots, "counts": {"00": spec.shots // 2, "11": spec.shots - spec.shots // 2},
+        "shots": spec.shots,
+        "counts": opts["counts"] if "counts" in opts else {"00": spec.shots // 2, "11": spec.shots - spec.shots // 2},
         "env": {k: os.environ.get(k, "") for k in ("VQPU_TASK_ID", "VQPU_TASK_NAME", "VQPU_REDIS_URL",
                                                    "http_proxy", "SLURM_JOB_ID")},
     })

@@ -18,6 +18,7 @@ from jupyter_vqpu_agent import bundle, runner
 from jupyter_vqpu_agent.noise import noise_model_for
 
 from jupyter_vqpu.core import catalog
+from jupyter_vqpu.core import result as result_schema
 from jupyter_vqpu.core import snapshot as S
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,6 +123,7 @@ def test_result_schema(tmp_path, fez):
     assert sim["aer_version"] and sim["qiskit_version"]
     assert set(result["timings"]) >= {"load", "transpile", "noise_model", "simulate", "total"}
     assert all(isinstance(v, float) and v >= 0 for v in result["timings"].values())
+    assert result_schema.problem(result, shots=100) is None  # what the agent checks before finish
 
 
 def test_same_seed_same_counts_and_a_chosen_seed_is_recorded(tmp_path, fez):

@@ -414,6 +414,10 @@ def fake(tmp_path):
     return ex
 
 
+#: A result that follows the runner's result schema (jupyter_vqpu/core/result.py) for _submit's 10 shots.
+OK_RESULT = {"ok": True, "snapshot_id": "0" * 64, "shots": 10, "counts": {"00": 6, "11": 4}}
+
+
 def _submit(ex, tmp_path, name="t", **opts) -> Job:
     d = tmp_path / name
     bundle.stage(d, bundle.TaskSpec(task_id=f"fez.{name}", device="fez", attempt=1, snapshot_id="s", shots=10,
@@ -437,7 +441,7 @@ def test_lifecycle_to_finished(fake, tmp_path):
     fake.set(jid, state="RUNNING", reason="None", node="n7")
     fake.poll_once()
     fake.poll_once()
-    bundle.write_result(job.bundle_dir, {"ok": True})
+    bundle.write_result(job.bundle_dir, OK_RESULT)
     fake.set(jid, state="COMPLETED")
     fake.poll_once()
     assert fake.reporter.events == [("scheduled", "submitted"), ("scheduled", "Priority"),
@@ -447,7 +451,7 @@ def test_lifecycle_to_finished(fake, tmp_path):
 
 def test_fast_job_still_reports_running_first(fake, tmp_path):
     job = _submit(fake, tmp_path)
-    bundle.write_result(job.bundle_dir, {"ok": True})
+    bundle.write_result(job.bundle_dir, OK_RESULT)
     fake.set(job.handle["slurm_job_id"], state="COMPLETED", node="n1")
     fake.poll_once()
     assert fake.reporter.events == [("scheduled", "submitted"), ("running", "n1"), ("finished", True)]
@@ -534,7 +538,7 @@ def test_reattach(fake, tmp_path):
     again = Job(task_id=job.task_id, attempt=1, bundle_dir=job.bundle_dir, timeout_s=60)
     assert other.reattach(again) and again.handle["slurm_job_id"] == jid
     other.poll_once()
-    bundle.write_result(job.bundle_dir, {"ok": True})
+    bundle.write_result(job.bundle_dir, OK_RESULT)
     fake.set(jid, state="COMPLETED")
     other.poll_once()
     assert other.reporter.events == [("running", "n2"), ("finished", True)]
@@ -548,7 +552,7 @@ def test_reattach_to_a_forgotten_job(fake, tmp_path):
     del fake.jobs[jid]
     again = Job(task_id=job.task_id, attempt=1, bundle_dir=job.bundle_dir, timeout_s=60)
     assert not fake.reattach(again)                      # gone, no result
-    bundle.write_result(job.bundle_dir, {"ok": True})
+    bundle.write_result(job.bundle_dir, OK_RESULT)
     assert fake.reattach(again)                          # gone, but it left its result
     fake.poll_once()
     assert fake.reporter.events[-1] == ("finished", True)
@@ -580,7 +584,7 @@ def test_poller_thread_survives_errors(tmp_path):
     try:
         job = _submit(ex, tmp_path)
         ex.broken = 3  # three polls blow up
-        bundle.write_result(job.bundle_dir, {"ok": True})
+        bundle.write_result(job.bundle_dir, OK_RESULT)
         ex.set(job.handle["slurm_job_id"], state="COMPLETED", node="n1")
         assert done.wait(10)
     finally:

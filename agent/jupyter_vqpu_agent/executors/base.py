@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from jupyter_vqpu.core import result as result_schema
+
 
 @dataclass
 class Job:
@@ -56,14 +58,35 @@ class Reporter(Protocol):
         ``failed(job, "lost", message)`` for a reporter without this method."""
 
 
-def report_result(reporter: Reporter, job: Job, result: dict[str, Any] | None) -> None:
-    """Turn a runner's result.json (parsed, or None when it left none) into ``finished`` or ``failed``."""
+def report_result(reporter: Reporter, job: Job, result: Any) -> None:
+    """Turn a runner's result.json (parsed, or None when it left none) into ``finished`` or ``failed``.
+
+    Every executor's result goes through here, and is checked against the
+    runner's result schema (:mod:`jupyter_vqpu.core.result`) first: what the
+    job wrote is output of a user's circuit, so anything off schema (not an
+    object, counts that are not bitstrings to counts summing to the shots)
+    fails the task with reason ``bad_result`` instead of being stored, or
+    leaving the task stuck."""
     if result is None:
         reporter.failed(job, "runner_error", "the runner ended without writing a result")
-    elif result.get("ok"):
+        return
+    wrong = result_schema.problem(result, shots=_task_shots(job))
+    if wrong is not None:
+        reporter.failed(job, "bad_result", f"the job's result.json breaks the result schema: {wrong}")
+    elif result["ok"]:
         reporter.finished(job, result)
     else:
         reporter.failed(job, result.get("reason") or "runner_error", result.get("error") or "runner failed")
+
+
+def _task_shots(job: Job) -> int | None:
+    """The shots the task asked for, from the bundle the agent staged (None if unreadable)."""
+    from jupyter_vqpu_agent import bundle
+
+    try:
+        return int(bundle.read_spec(Path(job.bundle_dir)).shots)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def report_lost(reporter: Reporter, job: Job, message: str) -> None:
@@ -100,6 +123,14 @@ class Executor(abc.ABC):
         Returns False when the executor cannot find it (then the agent lets the
         lease expire and the task is recovered)."""
         return False
+
+    def health(self) -> list[str]:
+        """What is wrong with the executor itself (a dead slot or poller thread), one line each.
+
+        The agent calls this from its keep-alive thread and announces the
+        problems in its presence (unhealthy), so a device is not shown as
+        plainly online while its agent cannot run anything."""
+        return []
 
     def shutdown(self, wait: bool = True) -> None:
         """Release resources; with ``wait``, let running jobs finish first."""

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from jupyter_vqpu_agent import bundle, private
-from jupyter_vqpu_agent.executors.base import Executor, Job, Reporter, report_result
+from jupyter_vqpu_agent.executors.base import Executor, Job, Reporter, report_lost, report_result
 from jupyter_vqpu_agent.jobenv import job_environment
 
 log = logging.getLogger("vqpu.executor.local")
@@ -37,6 +37,9 @@ class _Slot:
         self.proc: subprocess.Popen | None = None
         self.job: Job | None = None
         self.killed_for: tuple[str, int] | None = None
+        self.thread: threading.Thread | None = None
+        self.died: str = ""  # why its thread died, for health()
+        self.orphan: Job | None = None  # the job its thread died with
 
 
 class LocalExecutor(Executor):
@@ -62,9 +65,28 @@ class LocalExecutor(Executor):
     def start(self, reporter: Reporter) -> None:
         super().start(reporter)
         for slot in self._slots:
-            t = threading.Thread(target=self._serve, args=(slot,), name=f"local-slot-{slot.index}", daemon=True)
-            t.start()
-            self._threads.append(t)
+            self._start_slot(slot)
+
+    def _start_slot(self, slot: _Slot) -> None:
+        t = threading.Thread(target=self._serve, args=(slot,), name=f"local-slot-{slot.index}", daemon=True)
+        slot.thread = t
+        t.start()
+        self._threads.append(t)
+
+    def health(self) -> list[str]:
+        """Dead slot threads, each restarted here: the new thread first reports its predecessor's job lost
+        (so the task goes back to the queue instead of being held forever), then serves again."""
+        problems = []
+        for slot in self._slots:
+            if self._closing or slot.thread is None or slot.thread.is_alive():
+                continue
+            why = slot.died or "unknown"
+            log.error("local executor: slot %d thread died (%s); restarting it", slot.index, why)
+            problems.append(f"local executor slot {slot.index} thread died ({why}); restarted")
+            slot.died = ""
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._start_slot(slot)
+        return problems
 
     def submit(self, job: Job) -> None:
         busy = all(s.job is not None for s in self._slots)
@@ -104,6 +126,16 @@ class LocalExecutor(Executor):
     # ---------------------------------------------------------- workers
 
     def _serve(self, slot: _Slot) -> None:
+        orphan, slot.orphan = slot.orphan, None
+        if orphan is not None:
+            report_lost(self.reporter, orphan, "the local executor slot running it died")
+        try:
+            self._serve_jobs(slot)
+        except BaseException as exc:  # noted for health(), which restarts the slot
+            slot.died = f"{type(exc).__name__}: {exc}"[:200]
+            raise
+
+    def _serve_jobs(self, slot: _Slot) -> None:
         while True:
             job = self._jobs.get()
             if job is None:
@@ -118,7 +150,13 @@ class LocalExecutor(Executor):
                 self._run(slot, job)
             except Exception as exc:  # a bug here must not take the slot down
                 log.exception("local executor: %s failed", job.task_id)
-                self.reporter.failed(job, "runner_error", f"local executor error: {exc}")
+                try:
+                    self.reporter.failed(job, "runner_error", f"local executor error: {exc}")
+                except Exception:
+                    log.exception("local executor: could not report %s", job.task_id)
+            except BaseException:
+                slot.orphan = job  # the restarted slot reports it lost
+                raise
             finally:
                 with self._lock:
                     slot.job = None

@@ -38,7 +38,7 @@ from typing import Any
 
 from jupyter_vqpu.core.errors import VqpuError
 from jupyter_vqpu_agent import bundle, private
-from jupyter_vqpu_agent.executors.base import Executor, Job, Reporter
+from jupyter_vqpu_agent.executors.base import Executor, Job, Reporter, report_result
 from jupyter_vqpu_agent.jobenv import source_pythonpath
 
 log = logging.getLogger("vqpu.executor.slurm")
@@ -769,8 +769,8 @@ class SlurmExecutor(Executor):
         if started and not t.running_reported:  # it started and ended between two polls
             t.running_reported = True
             self.reporter.running(job, {"executor": self.name, "job_id": t.job_id, "node": info.node})
-        if result is not None and result.get("ok"):
-            self.reporter.finished(job, result)
+        if result is not None and (not isinstance(result, dict) or result.get("ok")):
+            report_result(self.reporter, job, result)  # checked against the result schema there
             return
         tail = _stderr_tail(bundle_dir)
         err = f"; stderr: {tail}" if tail else ""

@@ -8,7 +8,7 @@
 -- returns {'requeued', attempt} | {'failed', attempt} | {'alive', ms left} | {'gone', state}
 local task_id = ARGV[1]
 local lease = redis.call('ZSCORE', KEYS[4], task_id)
-local t = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'agent', 'owner', 'score')
+local t = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'agent', 'owner', 'score', 'handbacks')
 if not t[1] or not ACTIVE[t[1]] then
   redis.call('ZREM', KEYS[4], task_id)
   return {'gone', t[1] or 'missing'}
@@ -18,10 +18,12 @@ if lease and tonumber(lease) > now and ARGV[5] ~= '1' then
   return {'alive', tonumber(lease) - now}
 end
 local attempt = tonumber(t[2])
+-- Claims handed back for an agent's own fault (release.lua) do not count as attempts.
+local used = attempt - (tonumber(t[6]) or 0)
 redis.call('ZREM', KEYS[4], task_id)
 redis.call('HDEL', KEYS[1], 'lease_until')
-if attempt >= tonumber(ARGV[2]) then
-  local msg = 'lost: its executor or agent vanished on each of ' .. attempt .. ' attempts'
+if used >= tonumber(ARGV[2]) then
+  local msg = 'lost: its executor or agent vanished on each of ' .. used .. ' attempts'
   redis.call('HSET', KEYS[1], 'state', 'failed', 'agent', '', 'reason', 'lost', 'error', msg,
              'finished_at', now, 'updated_at', now)
   record_end(KEYS[8], KEYS[1], 'failed', 'lost', now, false)
