@@ -90,6 +90,21 @@ def test_an_ambiguous_snapshot_prefix_lists_the_candidates(seeded):
     assert cp.resolve_snapshot("fez", "abcdef012") == b and cp.resolve_snapshot("fez", "v50") == a
 
 
+def test_references_cannot_smuggle_patterns_or_size_into_the_lookup(seeded):
+    """Hostile references: glob characters never reach ZSCAN MATCH, sizes are bounded before any lookup."""
+    cp = seeded
+    client = Client(control=cp, owner="ada")
+    mine = client.submit(BELL_QASM2, device="ideal", shots=1)
+    for ref in ("*", "abcdef0*", "abcdef0[0-9a-f]", "?" * 12, "v-1", "v1e9", "fez@", "@v1", "x" * 10_000,
+                "fez@fez@v1", "v1 v2", "0x12345678"):
+        with pytest.raises(UnknownSnapshot):
+            cp.resolve_snapshot("fez", ref)
+    for ref in ("ideal.*", "ideal.m8[a-z]", "ideal." + "?" * 8, "ideal.", "*.abcd", "ideal.abc", "i" * 5000,
+                "ideal.m8sj\x00", mine.id[:8] + "*"):
+        with pytest.raises(TaskNotFound):
+            client.task(ref)
+
+
 # ------------------------------------------------------------------ rollback
 
 
