@@ -29,6 +29,7 @@ from typing import Any
 
 from jupyter_vqpu.core.cache import Memo
 from jupyter_vqpu.core.errors import CircuitError, LimitExceeded, SnapshotError
+from jupyter_vqpu.core.result import MAX_TRANSPILED_QASM_CHARS
 from jupyter_vqpu.core.snapshot import load_snapshot, snapshot_id
 from jupyter_vqpu_agent import bundle, private
 
@@ -177,6 +178,7 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
                                           "(add measurements, e.g. qc.measure_all())")
     layout, final_layout = _layouts(tqc, qc.num_qubits)
     used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
+    transpiled_qasm = transpiled_text(tqc)
     transpiled = time.perf_counter()
 
     # ---- noise model for the used physical qubits
@@ -199,6 +201,7 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
         "final_layout": final_layout,
         "physical_qubits": used,
         "num_qubits": qc.num_qubits,
+        **({"transpiled_qasm": transpiled_qasm} if transpiled_qasm is not None else {}),
         "simulator": {"method": used_method, "device": device, "reason": reason,
                       "aer_version": qiskit_aer.__version__, "qiskit_version": qiskit.__version__},
         # what this run reused from earlier ones in the same (warm) process
@@ -206,6 +209,24 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
         "timings": {"load": loaded - started, "transpile": transpiled - loaded, "noise_model": modelled - transpiled,
                     "simulate": done - modelled, "total": done - started},
     }
+
+
+def transpiled_text(tqc: Any, max_chars: int = MAX_TRANSPILED_QASM_CHARS) -> str | None:
+    """The transpiled circuit as OpenQASM 3 text, for the panel's detail view; None when it is
+    longer than ``max_chars`` (a deep circuit) or cannot be written as OpenQASM.
+
+    Every instruction takes at least ~8 characters, so a circuit with more than
+    ``max_chars / 8`` of them is not dumped at all: a huge circuit costs one length check,
+    not a full dump that is then thrown away."""
+    from qiskit import qasm3
+
+    if len(tqc.data) > max_chars // 8:
+        return None
+    try:
+        text = qasm3.dumps(tqc)
+    except Exception:  # noqa: BLE001 (an exporter gap must not fail a run that simulated fine)
+        return None
+    return text if len(text) <= max_chars else None
 
 
 @contextlib.contextmanager

@@ -273,3 +273,30 @@ def test_a_small_noisy_circuit_runs_as_a_density_matrix_and_stays_faithful(tmp_p
                     optimization_level=1, seed_transpiler=3)
     ref = reference_sim.run(tqc, shots=4096, seed_simulator=10**6).result().get_counts()
     assert tvd(result["counts"], ref) < 0.05
+
+
+def test_the_result_carries_the_transpiled_circuit_as_openqasm3(tmp_path, fez):
+    """The panel's detail view shows what ran on the device: the routed, native-gate circuit."""
+    from qiskit import qasm3
+
+    result = runner.run_bundle(stage(tmp_path / "t", fez, shots=50))
+    text = result["transpiled_qasm"]
+    assert text.startswith("OPENQASM 3.0;") and len(text) <= result_schema.MAX_TRANSPILED_QASM_CHARS
+    back = qasm3.loads(text)
+    native = set(fez.doc["basis_gates"]) | {"barrier"}
+    assert set(back.count_ops()) <= native, back.count_ops()  # no h / cx left: it is the transpiled one
+    assert "cx" not in back.count_ops() and back.count_ops().get("measure") == 3
+    assert result_schema.problem(result, shots=50) is None
+
+
+def test_a_transpiled_circuit_past_the_bound_is_left_out_without_being_dumped(monkeypatch):
+    from qiskit import QuantumCircuit, qasm3
+
+    qc = QuantumCircuit(1, 1)
+    for _ in range(200):
+        qc.x(0)
+    qc.measure(0, 0)
+    assert runner.transpiled_text(qc, max_chars=100_000).count("x q[0];") == 200
+    # 201 instructions cannot fit in 1,000 characters: refused on the count, before qasm3.dumps runs
+    monkeypatch.setattr(qasm3, "dumps", lambda *_: pytest.fail("dumped a circuit that cannot fit"))
+    assert runner.transpiled_text(qc, max_chars=1_000) is None
