@@ -27,9 +27,9 @@ every one on:
 
 Then it audits every task from its own history: none lost, none completed twice,
 none stuck (every task final), no zombie's result visible, every garbled result
-failed with reason ``bad_result`` (and nothing else did), every task the full-disk
-agent claimed once its disk was full completed by another agent (none failed with
-``staging_error``), every requested fault injected. It prints one table and exits
+failed with reason ``bad_result`` (and nothing else did), every attempt the full-disk
+agent held once its disk was full handed back to the queue, never failed (and no
+``staging_error`` anywhere), every requested fault injected. It prints one table and exits
 non-zero when any check fails.
 
 No wall clock decides the outcome. The calibration batch measures how long this
@@ -154,13 +154,13 @@ class Calibration:
     ids: list[str] = field(default_factory=list)
 
 
-def _attempt_end(history: list[dict], i: int) -> float:
-    """When the attempt claimed at ``history[i]`` ended (its first later transition out of the
-    agent's hands), or infinity while it has not."""
+def _attempt_end(history: list[dict], i: int) -> dict | None:
+    """The event that ended the attempt claimed at ``history[i]`` (its first later transition
+    out of the agent's hands), or None while it has not ended."""
     for e in history[i + 1:]:
         if e["event"] in ("completed", "failed", "cancelled", "queued", "claimed"):
-            return e["ts"]
-    return float("inf")
+            return e
+    return None
 
 
 class Stalled(Exception):
@@ -750,21 +750,28 @@ class Harness:
                     garbage["superseded_by_a_later_attempt"] += 1
             elif state == "failed" and view["reason"] == "bad_result":
                 garbage["bad_result_without_garbage"] += 1
-            # full disk: every task that agent held once its disk was full (claimed then, or still in
-            # flight) ends completed by another agent
+            # full disk: every attempt that agent held once its disk was full (claimed then, or still
+            # in flight) goes back to the queue (or completed before the disk mattered), never fails
             if self.full_disk_since_ms is not None:
-                late = [e for i, e in enumerate(history) if e["event"] == "claimed"
-                        and e.get("agent") == self.full_disk_agent
-                        and _attempt_end(history, i) >= self.full_disk_since_ms]
-                if late:
-                    disk["handed_back"] += sum(1 for e in history if e["event"] == "queued"
-                                               and e.get("reason") == "agent_fault"
-                                               and e.get("agent") == self.full_disk_agent)
+                for i, e in enumerate(history):
+                    if e["event"] != "claimed" or e.get("agent") != self.full_disk_agent:
+                        continue
+                    end = _attempt_end(history, i)
+                    if end is not None and end["ts"] < self.full_disk_since_ms:
+                        continue
                     disk["held_when_full"] += 1
-                    if state == "completed" and view.get("agent") != self.full_disk_agent:
-                        disk["completed_elsewhere"] += 1
+                    if end is None:
+                        disk["attempt_unfinished"] += 1
+                    elif end["event"] == "queued" and end.get("reason") == "agent_fault":
+                        disk["handed_back"] += 1
+                    elif end["event"] in ("queued", "claimed"):
+                        disk["requeued"] += 1  # its lease ran out (e.g. during an outage): also back in line
+                    elif end["event"] == "completed":
+                        disk["completed_on_it"] += 1
                     else:
-                        disk[f"{state}:{view['reason'] or view.get('agent') or ''}"] += 1
+                        disk[f"attempt_{end['event']}:{end.get('reason') or ''}"] += 1
+                    if state == "completed" and view.get("agent") != self.full_disk_agent:
+                        disk["then_completed_elsewhere"] += 1
         reclaim.sort()
 
         def pct(p: float) -> float | None:
@@ -820,10 +827,9 @@ class Harness:
             out.append(f"bad_result without garbage: {g['bad_result_without_garbage']}")
         d = r["full_disk"]
         if a.full_disk:
-            bad = {k: v for k, v in d.items()
-                   if k not in ("held_when_full", "completed_elsewhere", "handed_back", "method")}
+            bad = {k: v for k, v in d.items() if k.startswith("attempt_")}
             if bad:
-                out.append(f"tasks the full-disk agent claimed that were not completed by another agent: {bad}")
+                out.append(f"attempts the full-disk agent held once its disk was full that were not handed back: {bad}")
         wanted = {"sigkill": a.kill_every > 0, "zombie": a.zombie, "redis_kill": a.redis_kill,
                   "script_flush": a.script_flush, "redis_outage": a.redis_outage, "maxmemory": a.maxmemory,
                   "full_disk": a.full_disk}
