@@ -342,16 +342,17 @@ class Agent:
                 task_id=task_id, device=device, attempt=claim.token, snapshot_id=claim.snapshot_id,
                 shots=int(f["shots"]), circuit_format=f.get("circuit_format", "qasm3"),
                 seed=int(f["seed"]) if f.get("seed") else None,
-                optimization_level=int(f.get("optimization_level") or 1),
+                optimization_level=int(f.get("optimization_level") or 2),
                 options=_json(f.get("options")),
             )
+            batch = bundle.batch_of(f)
         except (KeyError, ValueError, TypeError) as exc:  # the task's own fields: its fault
             self.failed(job, "staging_error", f"the task's fields are unusable: {exc}")
             return
         try:
             snapshot = self._snapshot(device, claim.snapshot_id)
             try:
-                bundle.stage(attempt_dir, spec, snapshot, f.get("circuit", ""))
+                bundle.stage(attempt_dir, spec, snapshot, f.get("circuit", ""), batch)
             except OSError as exc:
                 raise AgentFault(_work_root_problem(self.cfg.work_root, exc)) from exc
             self.executor.submit(job)

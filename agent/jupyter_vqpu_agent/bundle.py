@@ -5,7 +5,9 @@ attempt of one task needs, so that the job never talks to the control plane:
 
     task.json       what to run (ids, shots, seed, options, file names)
     snapshot.json   the bound device snapshot, byte-for-byte as published
-    circuit.qasm    the circuit as OpenQASM 2 or 3 text
+    circuit.qasm    the circuit as text (OpenQASM 2/3, or base64 QPY: task.json says which)
+    circuits.json   a task of several circuits: [[format, text], ...] in order (one file, one
+                    fsync; circuit.qasm is then the first, for anyone reading the bundle by hand)
     result.json     written by the runner, atomically, when it ends
 
 This module is shared by the agent (which writes bundles and reads results)
@@ -27,6 +29,7 @@ from jupyter_vqpu_agent.private import make_dirs, open_private
 TASK_FILE = "task.json"
 SNAPSHOT_FILE = "snapshot.json"
 CIRCUIT_FILE = "circuit.qasm"
+CIRCUITS_FILE = "circuits.json"
 RESULT_FILE = "result.json"
 STDOUT_FILE = "runner.out"
 STDERR_FILE = "runner.err"
@@ -41,12 +44,14 @@ class TaskSpec:
     attempt: int
     snapshot_id: str
     shots: int
-    circuit_format: str  # "qasm2" | "qasm3"
+    circuit_format: str  # "qasm2" | "qasm3" | "qpy"
     seed: int | None = None
-    optimization_level: int = 1
+    optimization_level: int = 2
     options: dict[str, Any] = field(default_factory=dict)
     circuit_file: str = CIRCUIT_FILE
     snapshot_file: str = SNAPSHOT_FILE
+    #: a task of several circuits: the file that holds them all ('' : the one circuit_file)
+    circuits_file: str = ""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
@@ -65,12 +70,31 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def stage(bundle_dir: Path, spec: TaskSpec, snapshot_bytes: bytes, circuit_text: str) -> Path:
+def batch_of(fields: dict[str, str]) -> list[tuple[str, str]] | None:
+    """A task's circuits as (format, text) from its fields, or None for a task of one circuit.
+
+    The control plane wrote the field (a JSON list of [format, text]) after parsing every entry."""
+    raw = fields.get("circuits")
+    if not raw:
+        return None
+    entries = json.loads(raw)
+    if not isinstance(entries, list) or not all(isinstance(e, list) and len(e) == 2 and all(isinstance(x, str)
+                                                                                          for x in e) for e in entries):
+        raise ValueError("the task's circuits field is not a list of [format, text]")
+    return [(e[0], e[1]) for e in entries]
+
+
+def stage(bundle_dir: Path, spec: TaskSpec, snapshot_bytes: bytes, circuit_text: str,
+          batch: list[tuple[str, str]] | None = None) -> Path:
     """Create a bundle directory for one attempt (0700, as is every directory it creates on the
-    way). Re-staging the same attempt overwrites it."""
+    way). Re-staging the same attempt overwrites it. ``batch``: all of a task's circuits as
+    (format, text), one file each, listed in task.json."""
     make_dirs(bundle_dir)
     write_atomic(bundle_dir / spec.snapshot_file, snapshot_bytes)
     write_atomic(bundle_dir / spec.circuit_file, circuit_text.encode())
+    if batch:
+        spec.circuits_file = CIRCUITS_FILE
+        write_atomic(bundle_dir / CIRCUITS_FILE, json.dumps([list(e) for e in batch]).encode())
     # task.json last: its presence marks a complete bundle.
     write_atomic(bundle_dir / TASK_FILE, json.dumps(asdict(spec), sort_keys=True).encode())
     stale = bundle_dir / RESULT_FILE
@@ -81,6 +105,13 @@ def stage(bundle_dir: Path, spec: TaskSpec, snapshot_bytes: bytes, circuit_text:
 
 def read_spec(bundle_dir: Path) -> TaskSpec:
     return TaskSpec.from_dict(json.loads((bundle_dir / TASK_FILE).read_text()))
+
+
+def read_circuits(bundle_dir: Path, spec: TaskSpec) -> list[tuple[str, str]]:
+    """(format, text) of every circuit the bundle runs, in order (one for a single-circuit task)."""
+    if not spec.circuits_file:
+        return [(spec.circuit_format, (bundle_dir / spec.circuit_file).read_text(encoding="utf-8"))]
+    return batch_of({"circuits": (bundle_dir / spec.circuits_file).read_text(encoding="utf-8")}) or []
 
 
 def write_result(bundle_dir: Path, result: dict[str, Any]) -> None:

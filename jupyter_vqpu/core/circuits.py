@@ -1,8 +1,13 @@
-"""The circuit wire format (OpenQASM 2/3 text) and the bounds on what we accept.
+"""The circuit wire formats (OpenQASM 2/3 text, base64 QPY) and the bounds on what we accept.
 
-Circuits cross the system as text only: never QPY, never pickles, because the
-control plane and the job must be able to read whatever a user sends without
-running it. Text still needs care: a parser happily allocates five million
+Circuits cross the system as text only, never pickles, because the control
+plane and the job must be able to read whatever a user sends without running
+it. OpenQASM is what people write; QPY (``qiskit.qpy``, base64) is what the
+Qiskit backend sends, because it carries every circuit Aer runs exactly
+(switch, classical expressions, unitary matrices, ...). Only QPY versions that
+Qiskit reads in Rust are accepted (no sympy text, no symengine blobs), and
+``screen_qpy`` checks the header's declared sizes before the reader runs; like
+OpenQASM, services read it only in the sandboxed parser processes. Text still needs care: a parser happily allocates five million
 qubits for ``h $5000000;`` or reads any file an ``include`` names, so the cheap
 checks (size, includes, declared register sizes) run on the raw text before any
 parser sees it, and the expensive one (operations, with user gate definitions
@@ -29,12 +34,14 @@ service down.
 from __future__ import annotations
 
 import ast
+import base64
 import contextlib
 import io
 import itertools
 import os
 import re
 import runpy
+import struct
 import sys
 import threading
 import warnings
@@ -47,9 +54,9 @@ from jupyter_vqpu.core.errors import CircuitError, LimitExceeded
 if TYPE_CHECKING:  # pragma: no cover
     from qiskit.circuit import QuantumCircuit
 
-FORMATS = ("qasm2", "qasm3")
+FORMATS = ("qasm2", "qasm3", "qpy")
 STANDARD_INCLUDE = {"qasm2": "qelib1.inc", "qasm3": "stdgates.inc"}
-EXTENSIONS = {".qasm": None, ".qasm2": "qasm2", ".qasm3": "qasm3", ".py": "python"}
+EXTENSIONS = {".qasm": None, ".qasm2": "qasm2", ".qasm3": "qasm3", ".py": "python", ".qpy": "qpy"}
 
 DEFAULT_MAX_BYTES = 1_000_000
 # Applied when the caller names no qubit bound: no device we simulate comes close.
@@ -102,12 +109,15 @@ _NOT_STRAIGHT = re.compile(
 
 
 def detect_format(text: str) -> str:
-    """Which OpenQASM a text is: "qasm2" or "qasm3", from its header, else from how it looks.
+    """Which format a text is: "qasm2" or "qasm3" from its header, else from how it looks;
+    "qpy" for base64 QPY (it starts with the base64 of QPY's magic ``QISKIT``).
 
     OpenQASM 3 makes the version header optional, so a headerless program that
     declares qubits or gates is taken as OpenQASM 3."""
     if not isinstance(text, str):
         raise CircuitError(f"a circuit must be text, got {type(text).__name__}", "send OpenQASM 2 or 3 source")
+    if text.startswith(QPY_BASE64_PREFIX):
+        return "qpy"
     body = strip_comments(text, block=True, strict=False)
     m = _HEADER.match(body)
     if m:
@@ -163,6 +173,9 @@ def screen(
     if len(text) > max_bytes:  # a character is at least one byte: no need to encode a giant text to refuse it
         raise LimitExceeded(f"the circuit is at least {len(text)} bytes, over the limit of max_bytes={max_bytes}",
                             "send a smaller circuit")
+    if fmt == "qpy" or (fmt is None and text.startswith(QPY_BASE64_PREFIX)):
+        screen_qpy(text, max_bytes=max_bytes, max_qubits=max_qubits, max_ops=max_ops)
+        return "qpy", ""
     bad = _SURROGATE.search(text)
     if bad:
         raise CircuitError(f"the circuit is not valid UTF-8 text (a lone surrogate at {_position(text, bad.start())})",
@@ -180,7 +193,7 @@ def screen(
     if fmt is None:
         fmt = detect_format(text)
     elif fmt not in FORMATS:
-        raise CircuitError(f"unknown circuit format {fmt!r}", "the formats are qasm2 and qasm3")
+        raise CircuitError(f"unknown circuit format {fmt!r}", "the formats are qasm2, qasm3 and qpy")
     else:
         _check_header_agrees(text, fmt, "the format")
     # What the parser will treat as comments, and nothing more (OpenQASM 2 has no block comments),
@@ -216,7 +229,10 @@ def parse_circuit(
     through ``jupyter_vqpu.core.parsing`` instead."""
     fmt, body = screen(text, fmt, max_bytes=max_bytes, max_qubits=max_qubits, max_ops=max_ops)
     qubit_limit = max_qubits if max_qubits is not None else HARD_MAX_QUBITS
-    qc = _parse_qasm2(text) if fmt == "qasm2" else _parse_qasm3(text, body)
+    if fmt == "qpy":
+        qc = _load_qpy(text)
+    else:
+        qc = _parse_qasm2(text) if fmt == "qasm2" else _parse_qasm3(text, body)
 
     if qc.num_qubits > qubit_limit:
         raise LimitExceeded(
@@ -643,13 +659,131 @@ def count_operations(qc: QuantumCircuit, limit: int) -> int:
     return circuit_size(qc, 0)
 
 
+# ------------------------------------------------------------------ QPY
+
+#: QPY (base64 text on the wire) carries what OpenQASM cannot: switch, classical expressions,
+#: initialize inside a gate body, unitary matrices, array parameters, exactly as built.
+#: Accepted versions start at 13, the first that Qiskit reads with its Rust reader: parameter
+#: expressions are then a list of operations, never sympy text (which older versions hand
+#: to a sympy parser) nor a symengine binary blob (native code from a third library).
+QPY_MIN_VERSION = 13
+QPY_BASE64_PREFIX = "UUlTS0lU"  # base64 of b"QISKIT", QPY's magic
+_QPY_HEADER = struct.Struct("!6sBBBBQc")  # magic, version, qiskit major/minor/patch, programs, encoding
+_QPY_CIRCUIT_HEADER = struct.Struct("!H1cHIIQIQI")  # name, phase type/size, qubits, clbits, metadata,
+#                                                     registers, instructions, vars (QPY >= 12)
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_QPY_HINT = "send the circuit from Qiskit >= 1.3 (qiskit.qpy.dump), or as OpenQASM 3"
+
+
+def _qpy_version_max() -> int:
+    from qiskit.qpy import QPY_VERSION
+
+    return int(QPY_VERSION)
+
+
+def screen_qpy(text: str, *, max_bytes: int = DEFAULT_MAX_BYTES, max_qubits: int | None = None,
+               max_ops: int = 200_000) -> bytes:
+    """The cheap bounds on a base64 QPY payload, before Qiskit's reader sees it; returns the bytes.
+
+    Constant or linear time: the base64 alphabet (one regex without backtracking), the
+    magic, the version (``QPY_MIN_VERSION`` .. this Qiskit's), no symengine encoding,
+    exactly one program of type circuit, and the circuit header's declared qubits, clbits,
+    instructions and metadata size against the bounds, so a header that asks for ten
+    million qubits is refused before anything is allocated."""
+    if len(text) > max_bytes:
+        raise LimitExceeded(f"the circuit is {len(text)} bytes, over the limit of max_bytes={max_bytes}",
+                            "send a smaller circuit")
+    if not _BASE64.fullmatch(text) or len(text) % 4:
+        raise CircuitError("a qpy circuit must be base64 text (A-Z a-z 0-9 + /, = padding)", _QPY_HINT)
+    data = base64.b64decode(text, validate=True)
+    if len(data) < _QPY_HEADER.size + 1 or data[:6] != b"QISKIT":
+        raise CircuitError("the qpy payload does not start with a QPY header", _QPY_HINT)
+    _, version, _, _, _, programs, encoding = _QPY_HEADER.unpack_from(data)
+    newest = _qpy_version_max()
+    if version < QPY_MIN_VERSION:
+        raise CircuitError(f"QPY version {version} is older than the oldest accepted ({QPY_MIN_VERSION}): "
+                           "its parameter expressions would need sympy or symengine to read", _QPY_HINT)
+    if version > newest:
+        raise CircuitError(f"QPY version {version} is newer than this service reads ({newest})",
+                           f"dump it with qiskit.qpy.dump(qc, f, version={newest}), or send OpenQASM 3")
+    if encoding != b"p":
+        raise CircuitError("the qpy payload uses symengine encoding, which is not accepted", _QPY_HINT)
+    if programs != 1:
+        raise CircuitError(f"the qpy payload holds {programs} programs; send one circuit per entry",
+                           "dump each circuit on its own (qpy.dump(qc, f))")
+    at = _QPY_HEADER.size
+    if data[at:at + 1] != b"q":
+        raise CircuitError("the qpy payload is not a circuit", _QPY_HINT)
+    at += 1
+    if version >= 16:  # a table of program offsets follows the type key
+        if len(data) < at + 8:
+            raise CircuitError("the qpy payload is truncated", _QPY_HINT)
+        (at,) = struct.unpack_from("!Q", data, at)
+    if at + _QPY_CIRCUIT_HEADER.size > len(data):
+        raise CircuitError("the qpy payload is truncated", _QPY_HINT)
+    (_, _, _, qubits, clbits, metadata, registers, instructions,
+     variables) = _QPY_CIRCUIT_HEADER.unpack_from(data, at)
+    qubit_limit = max_qubits if max_qubits is not None else HARD_MAX_QUBITS
+    if qubits > qubit_limit:
+        raise LimitExceeded(f"the circuit declares {qubits} qubits, over the limit of max_qubits={qubit_limit}",
+                            "use fewer qubits" + (" or a larger device" if max_qubits is not None else ""))
+    if clbits > HARD_MAX_CLBITS:
+        raise LimitExceeded(f"the circuit declares {clbits} classical bits, over the limit of {HARD_MAX_CLBITS}",
+                            "use fewer classical bits")
+    if instructions > max_ops:
+        raise LimitExceeded(f"the circuit has {instructions} instructions, over the limit of max_ops={max_ops}",
+                            "send a shorter circuit")
+    if metadata > len(data) or registers > qubits + clbits or variables > max_ops:
+        raise CircuitError("the qpy circuit header declares more than the payload holds", _QPY_HINT)
+    return data
+
+
+def _load_qpy(text: str) -> QuantumCircuit:
+    """Read a screened base64 QPY payload: Qiskit's Rust reader, no sympy, no symengine, no pickle
+    (numpy arrays inside are read with ``allow_pickle=False``, numpy's default)."""
+    from qiskit import qpy
+    from qiskit.circuit import QuantumCircuit
+
+    data = base64.b64decode(text, validate=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            programs = qpy.load(io.BytesIO(data))
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as exc:  # the reader's errors: QpyError, ValueError, struct.error, ...
+        raise CircuitError(f"the qpy payload could not be read: {_first_line(str(exc)) or type(exc).__name__}"[:300],
+                           _QPY_HINT) from None
+    if len(programs) != 1 or not isinstance(programs[0], QuantumCircuit):
+        raise CircuitError("the qpy payload is not one circuit", _QPY_HINT)
+    return programs[0]
+
+
+def circuit_to_qpy(qc: QuantumCircuit) -> str:
+    """A circuit as base64 QPY text (the exact circuit: what Aer would run, nothing re-expressed)."""
+    from qiskit import qpy
+
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            qpy.dump(qc, buf)
+    except Exception as exc:
+        raise CircuitError(f"the circuit cannot be written as QPY: {_first_line(str(exc))[:200]}",
+                           "decompose or remove that instruction (e.g. qc.decompose()) and try again") from None
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 # ---------------------------------------------------------------- output
 
 
-def circuit_to_wire(qc: QuantumCircuit) -> tuple[str, str]:
-    """The text to send for a circuit: ("qasm3", text), or ("qasm2", text) where OpenQASM 3 cannot say it."""
+def circuit_to_wire(qc: QuantumCircuit, prefer: str = "qasm3") -> tuple[str, str]:
+    """The text to send for a circuit: ("qasm3", text), or ("qasm2", text) where OpenQASM 3 cannot say it;
+    with ``prefer="qpy"`` ("qpy", base64 QPY): the exact circuit, what the Qiskit backend sends."""
     from qiskit import qasm2, qasm3
 
+    if prefer == "qpy":
+        return "qpy", circuit_to_qpy(qc)
     try:
         return "qasm3", qasm3.dumps(qc)
     except Exception as exc3:  # the exporter raises QASM3ExporterError and friends
@@ -659,6 +793,23 @@ def circuit_to_wire(qc: QuantumCircuit) -> tuple[str, str]:
             construct = _first_line(str(exc3)) or type(exc3).__name__
             raise CircuitError(f"the circuit cannot be written as OpenQASM: {construct[:200]}",
                                "decompose or remove that instruction (e.g. qc.decompose()) and try again") from None
+
+
+def to_wire(circuit: Any, circuit_format: str | None = None) -> tuple[str | None, str]:
+    """(format, text) of what a client submits: text as it is (its format None: detected), a
+    QuantumCircuit as OpenQASM, or as QPY when ``circuit_format`` is "qpy"."""
+    if isinstance(circuit, str):
+        return circuit_format, circuit
+    return circuit_to_wire(circuit, prefer="qpy" if circuit_format == "qpy" else "qasm3")
+
+
+def batch_to_wire(circuits: Any, circuit_format: str | None = None) -> list[dict[str, Any]]:
+    """The ``circuits`` of a submission of several (texts or QuantumCircuits), each as {circuit, circuit_format}."""
+    out = []
+    for circuit in circuits:
+        fmt, text = to_wire(circuit, circuit_format)
+        out.append({"circuit": text, **({"circuit_format": fmt} if fmt else {})})
+    return out
 
 
 # ----------------------------------------------------------------- files
@@ -704,6 +855,11 @@ def read_circuit_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> t
         raise CircuitError(f"{p} is not a file", "pass an OpenQASM or Python file")
     if kind == "python":
         fmt, text = circuit_to_wire(load_python_circuit_file(p))
+    elif kind == "qpy":
+        if size > max_bytes * 3 // 4:
+            raise LimitExceeded(f"{p.name} is {size} bytes, over the limit of max_bytes={max_bytes} as base64",
+                                "send a smaller circuit")
+        fmt, text = "qpy", base64.b64encode(p.read_bytes()).decode("ascii")
     else:
         if size > max_bytes:
             raise LimitExceeded(f"{p.name} is {size} bytes, over the limit of max_bytes={max_bytes}",

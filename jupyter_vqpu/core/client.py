@@ -50,20 +50,23 @@ class Client:
 
     # Client API
     def submit(self, circuit: Any, device: str = "fez", shots: int = 1024, *, seed: int | None = None,
-               idempotency_key: str | None = None, snapshot: str | None = None, optimization_level: int = 1,
+               idempotency_key: str | None = None, snapshot: str | None = None, optimization_level: int = 2,
                name: str | None = None, circuit_format: str | None = None,
                options: dict[str, Any] | None = None, tags: list[str] | None = None) -> Task:
-        """Enqueue a circuit (a QuantumCircuit or OpenQASM 2/3 text).
+        """Enqueue a circuit (a QuantumCircuit, OpenQASM 2/3 text, base64 QPY), or a list of them as ONE
+        task (one claim, one job, a result per circuit). ``circuit_format="qpy"`` sends QuantumCircuits as QPY.
 
         ``snapshot`` pins one: its id, a unique prefix of 8+ hex digits, ``v3`` or ``fez@v3``."""
-        text, fmt = circuit, circuit_format
-        if not isinstance(circuit, str):
-            from jupyter_vqpu.core.circuits import circuit_to_wire
+        from jupyter_vqpu.core.circuits import batch_to_wire, to_wire
 
-            fmt, text = circuit_to_wire(circuit)
-        view = self.cp.submit(owner=self.owner, device=device, circuit=text, circuit_format=fmt, shots=shots,
-                              seed=seed, optimization_level=optimization_level, name=name, snapshot=snapshot,
-                              idempotency_key=idempotency_key, options=options, tags=tags)
+        kw: dict[str, Any] = {}
+        if isinstance(circuit, (list, tuple)):
+            kw["circuits"] = batch_to_wire(circuit, circuit_format)
+        else:
+            kw["circuit_format"], kw["circuit"] = to_wire(circuit, circuit_format)
+        view = self.cp.submit(owner=self.owner, device=device, shots=shots, seed=seed,
+                              optimization_level=optimization_level, name=name, snapshot=snapshot,
+                              idempotency_key=idempotency_key, options=options, tags=tags, **kw)
         return Task(self, view)
 
     def task(self, task_id: str) -> Task:

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from jupyter_vqpu.core import refs
+from jupyter_vqpu.core import refs, run_options
 from jupyter_vqpu.core import snapshot as snap
 from jupyter_vqpu.core.errors import (
     CircuitError,
@@ -57,6 +57,10 @@ class Limits:
     max_name_chars: int = 200
     max_tags: int = 10  # tags on one task, each a short label (same characters as a name)
     max_tag_chars: int = 64
+    # One task may carry many circuits (a backend.run list, a sampler sweep): bounds on the whole task.
+    max_circuits: int = 1_000
+    max_task_bytes: int = 4_000_000  # all of a task's circuits together
+    max_total_shots: int = 10_000_000  # shots x circuits
 
 
 @dataclass
@@ -85,6 +89,7 @@ def task_view(h: dict[str, str], position: int | None = None) -> dict[str, Any]:
         "tags": json.loads(h["tags"]) if h.get("tags") else [],
         "state": state,
         "shots": int(h["shots"]) if h.get("shots") else None,
+        "num_circuits": int(h.get("num_circuits") or 1),
         "seed": int(h["seed"]) if h.get("seed") else None,
         "optimization_level": int(h.get("optimization_level") or 1),
         "snapshot_id": h.get("snapshot") or h.get("pinned_snapshot") or None,
@@ -426,24 +431,62 @@ class ControlPlane:
             )
         return facts.format, facts.active_qubits
 
+    def check_batch(self, circuit: Any, circuit_format: str | None, circuits: Any, shots: int,
+                    lim: Limits) -> list[tuple[str | None, str]]:
+        """The (format, text) of each circuit of a submission, with the task-wide bounds checked before any
+        parse: how many circuits, their bytes together, shots times circuits. ``circuits`` is a list of
+        texts or of ``{"circuit": text, "circuit_format": fmt}``; without it, the one ``circuit``."""
+        if circuits is None:
+            return [(circuit_format, circuit)]
+        if circuit is not None:
+            raise InvalidRequest("send either circuit or circuits, not both", "circuits=[...] runs several in one task")
+        if isinstance(circuits, (str, bytes)) or not isinstance(circuits, (list, tuple)) or not circuits:
+            raise InvalidRequest("circuits must be a non-empty list of circuits", 'e.g. circuits=[qasm_1, qasm_2]')
+        if len(circuits) > lim.max_circuits:
+            raise LimitExceeded(f"{len(circuits)} circuits in one task is over the limit of {lim.max_circuits}",
+                                "split them over several tasks")
+        if shots * len(circuits) > lim.max_total_shots:
+            raise LimitExceeded(f"{len(circuits)} circuits x {shots} shots = {shots * len(circuits)} shots, over the "
+                                f"limit of {lim.max_total_shots} per task", "ask for fewer shots or split the circuits")
+        out: list[tuple[str | None, str]] = []
+        total = 0
+        for i, entry in enumerate(circuits):
+            fmt = circuit_format
+            if isinstance(entry, dict):
+                if set(entry) - {"circuit", "circuit_format"}:
+                    raise InvalidRequest(f"circuits[{i}] may hold only circuit and circuit_format", "")
+                fmt, entry = entry.get("circuit_format", circuit_format), entry.get("circuit")
+            if not isinstance(entry, str) or (fmt is not None and not isinstance(fmt, str)):
+                raise InvalidRequest(f"circuits[{i}] must be circuit text (with an optional circuit_format)", "")
+            total += len(entry)
+            if total > lim.max_task_bytes:
+                raise LimitExceeded(f"the task's circuits are over {lim.max_task_bytes} bytes together (the limit)",
+                                    "split them over several tasks")
+            out.append((fmt, entry))
+        return out
+
     def submit(
         self,
         *,
         owner: str,
         device: str,
-        circuit: str,
+        circuit: str | None = None,
         circuit_format: str | None = None,
         shots: int = 1024,
         seed: int | None = None,
-        optimization_level: int = 1,
+        optimization_level: int = 2,
         name: str | None = None,
         snapshot: str | None = None,
         idempotency_key: str | None = None,
         options: dict[str, Any] | None = None,
         limits: Limits | None = None,
         tags: list[str] | None = None,
+        circuits: list[Any] | None = None,
     ) -> dict[str, Any]:
         """Validate and enqueue one task; with an idempotency key a retry returns the same task.
+
+        ``circuits`` (instead of ``circuit``) makes one task of many circuits: one claim, one job,
+        one runner pass with one Target and one noise model, a result per circuit (``experiments``).
 
         ``limits`` replaces this control plane's own for this one submission:
         a hub gateway passes the limits of the caller's group."""
@@ -468,8 +511,22 @@ class ControlPlane:
         if lim.max_queued_per_owner > 0 and int(dev.get(f"queued:{owner}") or 0) >= lim.max_queued_per_owner:
             raise LimitExceeded(f"you already have {lim.max_queued_per_owner} tasks queued on {device} (the limit)",
                                 "wait for some to finish")
-        fmt, nq = self.check_circuit(circuit, circuit_format, int(dev.get("num_qubits") or 0), limits=lim)
-        fields.update(circuit=circuit, circuit_format=fmt, num_qubits=str(nq), options=json.dumps(options or {}))
+        opts = run_options.check(options)
+        batch = self.check_batch(circuit, circuit_format, circuits, shots, lim)
+        parsed = []
+        for i, (fmt, text) in enumerate(batch):
+            try:
+                parsed.append((*self.check_circuit(text, fmt, int(dev.get("num_qubits") or 0), limits=lim), text))
+            except VqpuError as exc:
+                if circuits is not None:  # which one of many
+                    exc.message = f"circuits[{i}]: {exc.message}"
+                    exc.args = (exc.message,)
+                raise
+        fmt, nq, text = parsed[0]
+        fields.update(circuit=text, circuit_format=fmt, num_qubits=str(max(p[1] for p in parsed)),
+                      options=json.dumps(opts))
+        if circuits is not None:
+            fields.update(circuits=json.dumps([[f, t] for f, _, t in parsed]), num_circuits=str(len(parsed)))
         task_id = new_task_id(device)
         reply = self.scripts.submit(
             keys=self.submit_keys(device, task_id, owner, idempotency_key, snapshot),

@@ -127,14 +127,17 @@ class ApiClient:
         self.transport = HttpTransport(api_url, token or "")
 
     def submit(self, circuit: Any, device: str = "fez", shots: int = 1024, **kw: Any) -> Task:
-        text, fmt = circuit, kw.pop("circuit_format", None)
-        if not isinstance(circuit, str):
-            from jupyter_vqpu.core.circuits import circuit_to_wire
+        """One task: a circuit, or a list of them (one claim, one job, a result per circuit); as ``Client.submit``."""
+        from jupyter_vqpu.core.circuits import batch_to_wire, to_wire
 
-            fmt, text = circuit_to_wire(circuit)
-        body = {"device": device, "circuit": text, "shots": shots, **{k: v for k, v in kw.items() if v is not None}}
-        if fmt:
-            body["circuit_format"] = fmt
+        fmt = kw.pop("circuit_format", None)
+        body = {"device": device, "shots": shots, **{k: v for k, v in kw.items() if v is not None}}
+        if isinstance(circuit, (list, tuple)):
+            body["circuits"] = batch_to_wire(circuit, fmt)
+        else:
+            fmt, body["circuit"] = to_wire(circuit, fmt)
+            if fmt:
+                body["circuit_format"] = fmt
         return Task(self.transport, self.transport.request("POST", "tasks", body))
 
     def task(self, task_id: str) -> Task:

@@ -44,7 +44,9 @@ T = TypeVar("T")
 #: (None means "may be null / absent").
 SUBMIT_FIELDS: dict[str, tuple[type, ...]] = {
     "device": (str,),
-    "circuit": (str,),
+    "circuit": (str, type(None)),
+    "circuits": (list, type(None)),  # several circuits, one task: texts or {circuit, circuit_format}
+    "options": (dict, type(None)),  # run options (core/run_options.py)
     "circuit_format": (str, type(None)),
     "shots": (int,),
     "seed": (int, type(None)),
@@ -54,7 +56,7 @@ SUBMIT_FIELDS: dict[str, tuple[type, ...]] = {
     "idempotency_key": (str, type(None)),
     "tags": (list, type(None)),
 }
-REQUIRED_FIELDS = ("device", "circuit")
+REQUIRED_FIELDS = ("device",)
 MAX_POLL_TIMEOUT_S = 60.0
 # How many non-blocking reads one poll makes past other users' events before answering empty.
 _SKIP_READS = 20
@@ -329,6 +331,8 @@ class VqpuService:
         missing = [f for f in REQUIRED_FIELDS if payload.get(f) in (None, "")]
         if missing:
             raise InvalidRequest(f"missing field(s): {', '.join(missing)}", "send at least device and circuit")
+        if payload.get("circuit") in (None, "") and payload.get("circuits") is None:
+            raise InvalidRequest("missing field(s): circuit", "send at least device and circuit (or circuits)")
         for key, value in payload.items():
             types = SUBMIT_FIELDS[key]
             if isinstance(value, bool) or not isinstance(value, types):

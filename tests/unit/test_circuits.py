@@ -87,6 +87,8 @@ def test_format_and_header_must_agree():
     with pytest.raises(CircuitError, match="the format says qasm3 but the program's OPENQASM header says qasm2"):
         C.parse_circuit(GHZ3_Q2, "qasm3")
     with pytest.raises(CircuitError, match="unknown circuit format"):
+        C.parse_circuit(GHZ3_Q3, "qasm4")
+    with pytest.raises(CircuitError, match="qpy circuit must be base64"):  # qpy is a format: OpenQASM is not it
         C.parse_circuit(GHZ3_Q3, "qpy")
 
 
