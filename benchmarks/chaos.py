@@ -812,6 +812,9 @@ class Harness:
         a, out = self.args, []
         if r["stalled"]:
             out.append("stalled: " + r["stalled"].splitlines()[0])
+        if r.get("redis_log_critical"):
+            out.append(f"redis.log has {r['redis_log_critical']['count']} CRITICAL lines, the first: "
+                       f"{r['redis_log_critical']['first'][:200]}")
         for key in ("lost", "stuck", "completed_twice", "duplicate_submissions", "zombie_results_visible",
                     "staging_errors"):
             if r[key]:
