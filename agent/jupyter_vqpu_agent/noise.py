@@ -1,36 +1,89 @@
-"""The device noise model, built for the qubits a circuit actually uses.
+"""The device noise model: built once per snapshot, entry by entry, and handed to Aer per qubit set.
 
 Qiskit Aer's ``NoiseModel.from_backend`` turns a whole device into a noise model:
-for IBM Fez that is 156 qubits and ~1,100 calibrated gates, seconds of work per
-call, and a large model that Aer then serialises on every run. A transpiled
-circuit touches a handful of those qubits, and every channel Aer's device model
-uses (depolarizing + thermal relaxation per gate, readout error per qubit,
-relaxation during delays) is local to the qubits an instruction acts on.
+for IBM Fez that is 156 qubits and ~1,100 calibrated gates, seconds of work,
+and Aer then serialises the model (``to_dict`` + a JSON round trip) on every
+``run`` call. Every channel Aer's device model uses (depolarizing + thermal
+relaxation per gate, readout error per qubit, relaxation during delays) is local
+to the qubits an instruction acts on, so the device model is a set of entries,
+one per calibrated (instruction, qubits), each a function of that instruction's
+properties and its qubits' T1/T2 alone.
 
-So we hand ``NoiseModel.from_backend`` a backend whose Target holds only the
-instruction properties on the used physical qubits, with the device's qubit
-numbering and qubit properties kept. Aer then assembles the model exactly as it
-does for the full device (same basis gates, same channels, same values), just
-without the qubits the circuit never touches: counts are bit-identical to
-``AerSimulator.from_backend(device)`` with the same seed, at a fraction of the
-cost. Using Aer's own assembly rather than re-implementing it keeps us faithful
-when Aer's device model changes.
+``DeviceNoise`` (one per snapshot) is that set, filled lazily: the first circuit
+that touches an instruction builds its entry with Aer's own ``from_backend`` (on
+a Target holding only the missing instructions, the device's numbering and qubit
+properties kept), and the entry's serialised form once. A qubit set's model is
+then a filter (~1 ms): the entries inside the set, in Aer's order, plus the
+device's delay-relaxation pass. ``PreparedNoiseModel`` is a real ``NoiseModel``
+(Aer inspects its basis gates and passes) whose ``to_dict`` returns the cached
+serialised entries, so no run re-serialises it. Counts are bit-identical to
+``AerSimulator.from_backend(device)`` with the same seed (tests/unit/test_runner.py);
+using Aer's own assembly keeps us faithful when Aer's device model changes.
+
+The same model without its readout errors (``without_readout``) is what shot
+branching may run (Aer's branching mis-samples in-model readout errors); the
+runner then applies the readout errors itself as a classical channel
+(``apply_readout``), exactly as Aer's ``ReadoutError`` would on each shot.
+
+Caches are bounded in bytes (``cache_bytes``), not entries: a model is ~0.1-1 MB
+per qubit set and a whole device several MB, so an entry count says nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 from qiskit.providers import BackendV2, Options
 from qiskit.transpiler import Target
 from qiskit_aer.noise import NoiseModel
+from qiskit_aer.noise.noise_model import AerJSONEncoder
 
 from jupyter_vqpu.core.cache import Memo
 from jupyter_vqpu.core.snapshot import build_target, canonical_bytes, snapshot_id
 
-# Per (snapshot id, physical qubit set).
-NOISE_MODELS: Memo[NoiseModel] = Memo(maxsize=128)
+#: The knob: megabytes a warm worker may keep in its caches (env, inherited by every job).
+CACHE_ENV = "VQPU_CACHE_MB"
+DEFAULT_CACHE_MB = 512
+#: How the budget is shared between the kinds of cached object.
+SHARES = {"device_noise": 0.45, "noise_models": 0.15, "targets": 0.25, "transpiled": 0.10, "snapshots": 0.05}
+
+
+def cache_bytes(kind: str, environ: Mapping[str, str] | None = None) -> int:
+    """The byte bound of one cache ``kind`` (a key of ``SHARES``) from ``VQPU_CACHE_MB``."""
+    raw = (os.environ if environ is None else environ).get(CACHE_ENV, "").strip()
+    try:
+        total_mb = float(raw) if raw else DEFAULT_CACHE_MB
+    except ValueError:
+        raise ValueError(f"{CACHE_ENV}={raw!r} is not a number of megabytes (e.g. {CACHE_ENV}=512)") from None
+    if total_mb <= 0:
+        raise ValueError(f"{CACHE_ENV} must be positive, got {raw!r}")
+    return int(total_mb * 2**20 * SHARES[kind])
+
+
+def json_bytes(obj: Any) -> int:
+    """Size estimate of a JSON-shaped Python object (dicts, lists, floats, strings) in memory.
+
+    A float or small int in a list costs a pointer plus its object (~32 B), a dict
+    entry ~100 B; the estimate walks the structure once, linear in its size."""
+    stack, total = [obj], 0
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            total += 64 + 100 * len(o)
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            total += 56 + 8 * len(o)
+            stack.extend(o)
+        elif isinstance(o, str):
+            total += 49 + len(o)
+        else:
+            total += 32
+    return total
 
 
 class _TargetBackend(BackendV2):
@@ -56,12 +109,14 @@ class _TargetBackend(BackendV2):
         raise NotImplementedError("a noise view is not a simulator")
 
 
-def restrict_target(target: Target, qubits: frozenset[int]) -> Target:
-    """A Target with the same qubits, numbering and operations, but properties only on ``qubits``.
+def restrict_target(target: Target, qubits: frozenset[int] | None = None,
+                    keep: set[tuple[str, tuple[int, ...]]] | None = None) -> Target:
+    """A Target with the same qubits, numbering and operations, but properties only on ``qubits``
+    (or only on the ``keep`` (name, qargs) pairs).
 
-    Instructions whose qargs leave ``qubits`` are dropped; global instructions
-    (control flow, ideal gates) stay global, so ``operation_names`` (which Aer
-    uses as the noise model's basis gates) are the device's own."""
+    Instructions outside are dropped; global instructions (control flow, ideal gates)
+    stay global, so ``operation_names`` (which Aer uses as the noise model's basis
+    gates) are the device's own."""
     sub = Target(
         description=target.description,
         num_qubits=target.num_qubits,
@@ -74,12 +129,205 @@ def restrict_target(target: Target, qubits: frozenset[int]) -> Target:
         if None in props:  # a global instruction: available on any qubits
             sub.add_instruction(op, name=name)
             continue
-        keep = {qargs: p for qargs, p in props.items() if qubits.issuperset(qargs)}
-        sub.add_instruction(op, keep, name=name)
+        if keep is not None:
+            chosen = {qargs: p for qargs, p in props.items() if (name, qargs) in keep}
+        else:
+            chosen = {qargs: p for qargs, p in props.items() if qubits is not None and qubits.issuperset(qargs)}
+        sub.add_instruction(op, chosen, name=name)
     return sub
 
 
-def noise_model_for(doc: dict, physical_qubits: Iterable[int], sid: str | None = None) -> NoiseModel | None:
+class PreparedNoiseModel(NoiseModel):
+    """A ``NoiseModel`` whose serialised form is computed once and kept.
+
+    Aer calls ``to_dict(serializable=True)`` on every run (a JSON round trip of every
+    error); here that is a lookup. Treat it as read-only: ``add_*`` after the first
+    run would not reach the simulator."""
+
+    def __init__(self, basis_gates: list[str]) -> None:
+        super().__init__(basis_gates=basis_gates)
+        self._serialised: dict | None = None
+        self._entries: list[dict] = []  # serialised entries, in Aer's to_dict order
+        self._no_readout: PreparedNoiseModel | None = None
+        self.nbytes = 0  # this model's own containers (entries are the device's)
+        #: (instruction, qubits) -> probability that its noise does something (1 - its dominant term):
+        #: what a shot-branching run splits on, summed over a circuit by the cost model
+        self.error_rates: dict[tuple[str, tuple[int, ...]], float] = {}
+        #: every channel a mixture of Clifford operations (a stabilizer simulation can run it exactly)
+        self.clifford = True
+
+    def to_dict(self, serializable: bool = False) -> dict:
+        if not serializable:
+            return super().to_dict(False)
+        if self._serialised is None:
+            self._serialised = {"errors": list(self._entries)}
+        return self._serialised
+
+    def readout_matrices(self) -> dict[int, np.ndarray]:
+        """Qubit -> its 2x2 readout matrix P(recorded | prepared), as Aer's ``ReadoutError`` holds it."""
+        out = {}
+        for qargs, error in self._local_readout_errors.items():
+            out[qargs[0]] = np.asarray(error.probabilities, dtype=float)
+        return out
+
+    def has_readout(self) -> bool:
+        return bool(self._local_readout_errors) or self._default_readout_error is not None
+
+
+class DeviceNoise:
+    """Aer's device noise model for one snapshot, entry by entry, built only where a circuit went."""
+
+    def __init__(self, doc: dict, sid: str) -> None:
+        self.sid = sid
+        self.target = build_target(doc, sid)
+        self.basis = list(self.target.operation_names)
+        # (name, qargs) of every calibrated instruction, indexed by each of its qubits
+        self._by_qubit: dict[int, list[tuple[str, tuple[int, ...]]]] = {}
+        for name in self.basis:
+            props = self.target[name]
+            if None in props:
+                continue
+            for qargs in props:
+                for q in qargs:
+                    self._by_qubit.setdefault(q, []).append((name, qargs))
+        # (name, qargs) -> (QuantumError, serialised entry, error rate, clifford) or None (ideal: left out)
+        self._errors: dict[tuple[str, tuple[int, ...]], tuple[Any, dict, float, bool] | None] = {}
+        self._readout: dict[int, tuple[Any, dict] | None] = {}
+        self._passes: list | None = None
+        self._lock = threading.Lock()
+        self.nbytes = 4096
+
+    def _build(self, missing: set[tuple[str, tuple[int, ...]]]) -> None:
+        sub = NoiseModel.from_backend(_TargetBackend(restrict_target(self.target, keep=missing)))
+        with self._lock:
+            if self._passes is None:
+                self._passes = list(sub._custom_noise_passes)
+            for key in missing:
+                name, qargs = key
+                error = sub._local_quantum_errors.get(name, {}).get(qargs)
+                if error is None:
+                    self._errors[key] = None
+                else:
+                    entry = json.loads(json.dumps({**error.to_dict(), "operations": [name], "gate_qubits": [qargs]},
+                                                  cls=AerJSONEncoder))
+                    names = {op.operation.name for c in error.circuits for op in c.data}
+                    self._errors[key] = (error, entry, 1.0 - float(max(error.probabilities)), names <= CLIFFORD_NOISE)
+                    self.nbytes += 2 * json_bytes(entry) + 512  # the entry and the QuantumError behind it
+                if name == "measure":
+                    ro = sub._local_readout_errors.get(qargs)
+                    if ro is None:
+                        self._readout[qargs[0]] = None
+                    else:
+                        entry = json.loads(json.dumps({**ro.to_dict(), "gate_qubits": [qargs]}, cls=AerJSONEncoder))
+                        self._readout[qargs[0]] = (ro, entry)
+                        self.nbytes += 2 * json_bytes(entry) + 256
+
+    def model(self, qubits: frozenset[int]) -> tuple[PreparedNoiseModel, bool]:
+        """The model for circuits on ``qubits``, and whether every entry was built before."""
+        wanted = sorted({key for q in qubits for key in self._by_qubit.get(q, ()) if qubits.issuperset(key[1])},
+                        key=lambda k: (self.basis.index(k[0]), k[1]))
+        missing = {key for key in wanted if key not in self._errors}
+        if missing or self._passes is None:
+            self._build(missing)
+        model = PreparedNoiseModel(self.basis)
+        entries: list[dict] = []
+        by_name: dict[str, dict[tuple[int, ...], Any]] = {}
+        for key in wanted:
+            built = self._errors[key]
+            if built is None:
+                continue
+            by_name.setdefault(key[0], {})[key[1]] = built[0]
+            entries.append(built[1])
+            model.error_rates[key] = built[2]
+            model.clifford = model.clifford and built[3]
+            model._noise_qubits.update(key[1])
+            model._noise_instructions.add(key[0])
+        model._local_quantum_errors = by_name
+        for q in sorted(qubits):
+            ro = self._readout.get(q)
+            if ro is not None:
+                model._local_readout_errors[(q,)] = ro[0]
+                model._noise_qubits.add(q)
+                model._noise_instructions.add("measure")
+                entries.append(ro[1])
+        model._custom_noise_passes = list(self._passes or [])
+        model._entries = entries
+        model.nbytes = 1024 + 120 * len(entries)
+        return model, not missing
+
+
+def without_readout(model: PreparedNoiseModel) -> PreparedNoiseModel:
+    """The same model minus its readout errors (kept on the model: built once)."""
+    if model._no_readout is None:
+        bare = PreparedNoiseModel(sorted(model.basis_gates))
+        bare._local_quantum_errors = model._local_quantum_errors
+        bare._noise_qubits = {q for d in model._local_quantum_errors.values() for qargs in d for q in qargs}
+        bare._noise_instructions = set(model._local_quantum_errors)
+        bare._custom_noise_passes = model._custom_noise_passes
+        bare._entries = [e for e in model._entries if e.get("type") != "roerror"]
+        bare.error_rates, bare.clifford = model.error_rates, model.clifford
+        bare.nbytes = 1024 + 120 * len(bare._entries)
+        model._no_readout = bare
+        model.nbytes += bare.nbytes
+    return model._no_readout
+
+
+def apply_readout(counts: Mapping[str, int], clbit_qubits: Mapping[int, int], matrices: Mapping[int, np.ndarray],
+                  num_clbits: int, rng: np.random.Generator) -> dict[str, int]:
+    """Counts after each shot's measured bits pass through their qubit's readout channel.
+
+    ``counts`` are Aer's (bit strings, clbit 0 rightmost) from a run without readout
+    errors; ``clbit_qubits`` maps each clbit to the physical qubit whose measurement
+    wrote it. Aer's ``ReadoutError`` on a measure of qubit q records outcome j for a
+    true outcome i with probability ``P[i][j]``, independently per measurement and
+    shot: here each shot's bit is kept or flipped with exactly that probability."""
+    keys = list(counts)
+    if not keys or not clbit_qubits:
+        return dict(counts)
+    reps = np.fromiter((counts[k] for k in keys), dtype=np.int64, count=len(keys))
+    # one row per distinct outcome, one column per clbit (column c = clbit c)
+    width = num_clbits
+    table = np.array([[ch == "1" for ch in k.replace(" ", "")[::-1].ljust(width, "0")[:width]] for k in keys], dtype=bool)
+    shots = np.repeat(table, reps, axis=0)
+    for c, q in clbit_qubits.items():
+        p = matrices.get(q)
+        if p is None:
+            continue
+        bit = shots[:, c]
+        # P(record 1 | true 0) = p[0][1]; P(record 0 | true 1) = p[1][0]
+        flip = np.where(bit, p[1][0], p[0][1])
+        shots[:, c] = bit ^ (rng.random(bit.shape[0]) < flip)
+    packed = np.packbits(shots[:, ::-1], axis=1, bitorder="big") if width else np.zeros((len(shots), 0), np.uint8)
+    uniq, freq = np.unique(packed, axis=0, return_counts=True)
+    out = {}
+    for row, f in zip(uniq, freq):
+        bits = "".join(f"{b:08b}" for b in row)[:width]  # packbits pads the last byte on the right
+        out[_with_spaces(bits, keys[0])] = int(f)
+    return out
+
+
+def _with_spaces(bits: str, like: str) -> str:
+    """``bits`` grouped by registers as Aer's key ``like`` is (``'01 101'``)."""
+    if " " not in like:
+        return bits
+    out, i = [], 0
+    for part in like.split(" "):
+        out.append(bits[i:i + len(part)])
+        i += len(part)
+    return " ".join(out)
+
+
+#: Operations a stabilizer simulation applies exactly (Aer's names inside a QuantumError's circuits).
+CLIFFORD_NOISE = frozenset({"id", "x", "y", "z", "pauli", "h", "s", "sdg", "sx", "sxdg", "cx", "cz", "cy", "swap",
+                            "reset"})
+
+# Per snapshot id: the device's entries, filled as circuits use them.
+DEVICE_NOISE: Memo[DeviceNoise] = Memo(maxsize=cache_bytes("device_noise"), getsizeof=lambda d: d.nbytes)
+# Per (snapshot id, physical qubit set): the filtered model (its entries are the device's, counted there).
+NOISE_MODELS: Memo[PreparedNoiseModel] = Memo(maxsize=cache_bytes("noise_models"), getsizeof=lambda m: m.nbytes)
+
+
+def noise_model_for(doc: dict, physical_qubits: Iterable[int], sid: str | None = None) -> PreparedNoiseModel | None:
     """Aer's device noise model for ``doc``, limited to ``physical_qubits``; None for a noise-free device.
 
     Cached per (snapshot id, qubit set): a warm worker running the same kind of
@@ -89,7 +337,7 @@ def noise_model_for(doc: dict, physical_qubits: Iterable[int], sid: str | None =
 
 
 def noise_model_with_hit(doc: dict, physical_qubits: Iterable[int],
-                         sid: str | None = None) -> tuple[NoiseModel | None, bool]:
+                         sid: str | None = None) -> tuple[PreparedNoiseModel | None, bool]:
     """``noise_model_for`` and whether the model was already cached (a runner records it)."""
     if not doc.get("noise"):
         return None, False
@@ -99,9 +347,16 @@ def noise_model_with_hit(doc: dict, physical_qubits: Iterable[int],
     if bad:
         raise ValueError(f"physical qubits {bad} are outside the device's 0..{n - 1}")
     sid = sid or snapshot_id(canonical_bytes(doc))
-    return NOISE_MODELS.get(
-        (sid, qubits), lambda: NoiseModel.from_backend(_TargetBackend(restrict_target(build_target(doc, sid), qubits)))
-    )
+
+    def make() -> PreparedNoiseModel:
+        device, _ = DEVICE_NOISE.get(sid, lambda: DeviceNoise(doc, sid))
+        before = device.nbytes
+        model, _ = device.model(qubits)
+        if device.nbytes != before:
+            DEVICE_NOISE.put(sid, device)  # it grew: re-account its bytes (may evict older snapshots)
+        return model
+
+    return NOISE_MODELS.get((sid, qubits), make)
 
 
 def warm_up() -> None:
@@ -119,3 +374,4 @@ def warm_up() -> None:
 def clear_cache() -> None:
     """Forget cached noise models (tests, and memory pressure in a long-lived worker)."""
     NOISE_MODELS.clear()
+    DEVICE_NOISE.clear()

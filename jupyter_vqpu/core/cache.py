@@ -47,6 +47,24 @@ class Memo(Generic[V]):
                 pass
         return value, False
 
+    def put(self, key: Hashable, value: V) -> None:
+        """Store ``value`` again: a value that grew in place is re-measured (and may evict others)."""
+        with self._lock:
+            try:
+                self._cache[key] = value
+            except ValueError:  # now larger than the whole cache
+                self._cache.pop(key, None)
+
+    @property
+    def currsize(self) -> float:
+        """What the cache holds now, in ``getsizeof`` units (bytes for a byte-bounded cache)."""
+        with self._lock:
+            return self._cache.currsize
+
+    @property
+    def maxsize(self) -> float:
+        return self._cache.maxsize
+
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()
