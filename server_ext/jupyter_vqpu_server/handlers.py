@@ -95,13 +95,24 @@ class ApiMixin:
         return int(self.settings.get("vqpu_max_request_bytes") or DEFAULT_MAX_REQUEST_BYTES)
 
     async def prepare(self) -> None:
-        """After the app's authentication: refuse an oversized body from its Content-Length, before reading it.
+        """Refuse an oversized body from its Content-Length, before reading it (413).
 
-        The HTTP endpoints stream their bodies (``api_handlers``), so tornado has
-        read none of it yet; a chunked body is cut off at the limit by the connection."""
-        started = super().prepare()  # type: ignore[misc]
-        if started is not None:
-            await started
+        The endpoints that take a body stream it (``api_handlers``), so tornado has
+        read none of it yet; a chunked body is cut off at the limit by the connection.
+        A streamed request answered before its body is read has its connection
+        closed by tornado, which breaks a keep-alive proxy (JupyterHub's) for the
+        next request: so the app's own refusals (401, 403) are held until the
+        (bounded) body is read and raised then (``_refuse_if_held``); only the 413
+        closes the connection, on purpose."""
+        self._held_error: BaseException | None = None
+        try:
+            started = super().prepare()  # type: ignore[misc]
+            if started is not None:
+                await started
+        except Exception as exc:
+            if not getattr(self, "vqpu_streamed", False):
+                raise
+            self._held_error = exc
         self._body_chunks: list[bytes] = []
         self._body_size = 0
         limit = self.max_request_bytes
@@ -115,6 +126,10 @@ class ApiMixin:
         connection = getattr(self.request, "connection", None)
         if hasattr(connection, "set_max_body_size"):
             connection.set_max_body_size(limit)
+
+    def _refuse_if_held(self) -> None:
+        if getattr(self, "_held_error", None) is not None:
+            raise self._held_error
 
     def data_received(self, chunk: bytes) -> None:
         """A piece of a streamed body: kept up to the limit, counted past it."""
@@ -338,12 +353,29 @@ API_ROUTES: list[tuple[str, type, bool]] = [
 def _concrete(endpoint: type, base: type) -> type:
     """``endpoint`` served by ``base``: one class per pair, so names stay stable in logs.
 
-    HTTP endpoints stream their bodies, so that ``ApiMixin.prepare`` sees the
-    Content-Length before tornado reads (up to its 100 MB default) any of it."""
-    cls = type(f"{endpoint.__name__.removesuffix('Endpoint')}{base.__name__}", (endpoint, base), {})
-    if issubclass(cls, ApiMixin) and not issubclass(cls, WebSocketHandler):
-        cls = web.stream_request_body(cls)
-    return cls
+    Endpoints that take a body (a ``post``) stream it, so that ``ApiMixin.prepare``
+    sees the Content-Length before tornado reads (up to its 100 MB default) any of it;
+    their methods first raise what ``prepare`` held back (see there)."""
+    namespace: dict[str, Any] = {"vqpu_streamed": True}
+    streamed = issubclass(endpoint, ApiMixin) and not issubclass(base, WebSocketHandler) and hasattr(endpoint, "post")
+    if streamed:
+        for verb in ("get", "post", "delete"):
+            if hasattr(endpoint, verb):
+                namespace[verb] = _after_held_error(getattr(endpoint, verb))
+    cls = type(f"{endpoint.__name__.removesuffix('Endpoint')}{base.__name__}", (endpoint, base),
+               namespace if streamed else {})
+    return web.stream_request_body(cls) if streamed else cls
+
+
+def _after_held_error(method: Any) -> Any:
+    """``method``, after raising what ``ApiMixin.prepare`` held back until the body was read."""
+
+    @functools.wraps(method)
+    async def run(self: ApiMixin, *args: Any, **kwargs: Any) -> None:
+        self._refuse_if_held()
+        await method(self, *args, **kwargs)
+
+    return run
 
 
 def api_handlers(prefix: str, http_base: type, socket_base: type) -> list[tuple[str, type]]:

@@ -203,3 +203,16 @@ def test_hostile_posts_get_fast_readable_4xx_and_the_server_stays_up(jupyter_ser
     print("\nHOSTILE_HTTP " + json.dumps(figures))
     assert rss_after - rss_before < 150_000, figures  # the server parses nothing itself
     assert log_after - log_before < 2_000 * len(latencies), figures  # a line or two per request, no diagnostics
+
+
+def test_a_refused_post_keeps_the_connection_usable(jupyter_server):
+    """Streamed bodies: a 403 before the body is read must not close a keep-alive connection
+    (JupyterHub's proxy reuses it for the next user's request)."""
+    url, headers, proc, log_path, port = jupyter_server
+    with requests.Session() as s:
+        for _ in range(3):
+            r = s.post(f"{url}/vqpu/api/tasks", json={"device": "fez", "circuit": GHZ3},
+                       headers={"Authorization": "token wrong"}, timeout=60)
+            assert r.status_code == 403, r.text[:200]
+            r = s.get(f"{url}/vqpu/api/devices", headers=headers, timeout=60)  # same connection
+            assert r.status_code == 200, r.text[:200]
