@@ -654,7 +654,7 @@ class Harness:
         report["redis_log_critical"] = self.redis_critical()
         report["failures"] = self.verdict(report)
         self.redis.stop()
-        if report["failures"] or a.keep:
+        if (report["failures"] and a.keep_on_failure) or a.keep:
             report["logs"] = str(self.tmp)
         return report
 
@@ -869,6 +869,7 @@ def main() -> int:
                    help="safety net: seconds for the calibration batch before giving up")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    p.add_argument("--keep-on-failure", action=on, default=True, help="keep it when a check fails")
     p.add_argument("--json", action="store_true")
     # internal: a client process
     p.add_argument("--client", type=int, help=argparse.SUPPRESS)
@@ -891,8 +892,8 @@ def main() -> int:
             print(json.dumps({"failures": [str(exc).splitlines()[0]], "stalled": str(exc)}))
         return 1
     finally:
-        harness.cleanup()
-        if report is not None and "logs" not in report:
+        harness.cleanup()  # processes and mounts first, then the files
+        if (report is not None and "logs" not in report) or (report is None and not a.keep_on_failure):
             shutil.rmtree(harness.tmp, ignore_errors=True)
     print("faults injected: " + ", ".join(f"{k} x{v}" for k, v in report["faults_injected"].items()))
     for f in report["faults"]:

@@ -207,7 +207,7 @@ def test_the_harness_reports_a_stalled_run_with_what_is_stuck():
     """A fault nothing survives (every agent SIGSTOPped for good) ends the run as stalled, after
     the measured stall limit, naming the stuck tasks and agents, instead of hanging or passing."""
     out, report = _chaos("--agents", "2", "--clients", "1", "--kill-every", "0", "--no-zombie", "--no-redis-kill",
-                         "--no-script-flush", "--freeze", "--stall-factor", "0.25", tasks=30)
+                         "--no-script-flush", "--freeze", "--stall-factor", "0.25", "--no-keep-on-failure", tasks=30)
     assert out.returncode == 1
     assert report["faults_injected"] == {"freeze": 1}
     stalled = report["stalled"]
