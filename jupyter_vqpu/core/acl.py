@@ -69,7 +69,12 @@ def acl_file(agent_password: str, gateway_password: str, devices: list[str],
     With ``admin_password``, a ``vqpu-admin`` user loads the scripts and the gateway user may not
     (give the service ``script_loader_url`` with the admin's credential)."""
     lines = [
-        "user default off",
+        # Off: no client can authenticate as (or fall back to) the default user. Its rights are
+        # still all: Redis 7.0 replays the AOF's MULTI/EXEC blocks (how it logs a script's effects)
+        # as the default user and, since redis/redis#14541 (fixed upstream by #14545, not in 7.0),
+        # silently drops every block that user may not run, so a restart lost every scripted
+        # write. Being off, the rights are reachable only by the server's own replay.
+        "user default off ~* &* +@all",
         " ".join(["user vqpu-agent on", f"#{password_hash(agent_password)}", *agent_rules(devices)]),
         " ".join(["user vqpu-gateway on", f"#{password_hash(gateway_password)}",
                   *gateway_rules(load_scripts=admin_password is None)]),

@@ -89,7 +89,8 @@ def test_a_serving_agent_rides_out_a_script_flush_once_a_trusted_client_reloads(
 
 def test_the_acl_file_disables_the_default_user_and_stores_no_password():
     text = acl_file("agent-secret", "gateway-secret", ["fez", "torino"])
-    assert text.startswith("user default off\n")
+    first = text.splitlines()[0].split()
+    assert first[:3] == ["user", "default", "off"] and "on" not in first and "nopass" not in first
     assert "agent-secret" not in text and "gateway-secret" not in text
     assert "~vqpu:{fez}:*" in text and "~vqpu:{torino}:*" in text
 
@@ -127,6 +128,15 @@ def acl_server(tmp_path):
     admin.seed(["fez", "torino"])  # the operators' user registers devices (and so loads the scripts)
     yield urls
     server.stop()
+
+
+def test_no_client_gets_in_as_the_default_user(acl_server):
+    """The default user keeps its rights (Redis replays its AOF as that user) but is off: without
+    credentials, or with a made-up password, a client can run nothing."""
+    port = redis.Redis.from_url(acl_server["root"]).connection_pool.connection_kwargs["port"]
+    for client in (redis.Redis(port=port), redis.Redis(port=port, password="guess")):
+        with pytest.raises(redis.exceptions.AuthenticationError):  # NOAUTH / WRONGPASS, not NOPERM
+            client.get("vqpu:devices")
 
 
 def test_the_generated_file_confines_the_fez_agent_to_fez(acl_server, tmp_path):
