@@ -112,3 +112,212 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def free_cluster_port() -> int:
+    """A loopback port whose cluster-bus port (port + 10000) is free too."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 29999)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of ports for a cluster node")
+
+
+def _poll(check, what: str, timeout: float = 30.0, every: float = 0.05):
+    """``check()``'s first truthy value, polled until ``timeout`` (a RuntimeError naming ``what`` after)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except Exception:  # noqa: BLE001 - a node still starting answers with errors
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+class RedisClusterServers:
+    """A real Redis Cluster on loopback: ``masters`` masters, each with ``replicas`` replicas
+    (``redis-cli --cluster create``), AOF on, a short node timeout so a failover takes seconds."""
+
+    def __init__(self, directory: Path, masters: int = 3, replicas: int = 1, password: str | None = None) -> None:
+        self.dir = directory
+        self.masters = masters
+        self.replicas = replicas
+        self.password = password
+        self.nodes: list[RedisServer] = []
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return "redis+cluster://" + auth + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:2]) + "/0"
+
+    def start(self) -> RedisClusterServers:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed (Debian: apt-get install redis-tools)")
+        for i in range(self.masters * (1 + self.replicas)):
+            port = free_cluster_port()
+            auth = ("--masterauth", self.password) if self.password else ()
+            self.nodes.append(RedisServer(self.dir / f"node-{port}", port=port, password=self.password, extra_args=(
+                "--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / f"node-{port}" / "nodes.conf"),
+                "--cluster-node-timeout", "1500", "--repl-diskless-sync-delay", "0", *auth)).start())
+        auth_args = ["-a", self.password, "--no-auth-warning"] if self.password else []
+        out = subprocess.run([cli, *auth_args, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                              "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if out.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
+        self.wait_healthy()
+        return self
+
+    def client(self, node: RedisServer):
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=node.port, password=self.password, decode_responses=True)
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Every live node says cluster_state:ok and every master has its replicas linked."""
+        def ok() -> bool:
+            live = [n for n in self.nodes if n.proc and n.proc.poll() is None]
+            if not all(self.client(n).cluster("info")["cluster_state"] == "ok" for n in live):
+                return False
+            masters = [n for n in live if self.client(n).info("replication")["role"] == "master"]
+            return len(masters) == self.masters and all(
+                _replicas_online(self.client(n)) >= self.replicas for n in masters if len(live) == len(self.nodes))
+        _poll(ok, "the Redis Cluster to be healthy", timeout)
+
+    def master_of(self, key: str) -> RedisServer:
+        """The live master that holds ``key``'s slot now."""
+        slot = _keyslot(key)
+        for n in self.nodes:
+            if n.proc and n.proc.poll() is None and self.client(n).info("replication")["role"] == "master":
+                if any(int(s) <= slot <= int(e) for s, e in self._own_slots(n)):
+                    return n
+        raise RuntimeError(f"no master holds {key}")
+
+    def _own_slots(self, node: RedisServer) -> list:
+        myid = self.client(node).execute_command("CLUSTER", "MYID")
+        return [(s, e) for s, e, master, *_ in self.client(node).execute_command("CLUSTER", "SLOTS")
+                if master[2] == myid]
+
+    def flushall(self) -> None:
+        for n in self.nodes:
+            if n.proc and n.proc.poll() is None and self.client(n).info("replication")["role"] == "master":
+                self.client(n).flushall()
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+
+def _replicas_online(client) -> int:
+    """How many replicas of this master have finished their sync (WAIT counts only those)."""
+    info = client.info("replication")
+    return sum(1 for i in range(int(info.get("connected_slaves", 0)))
+               if info.get(f"slave{i}", {}).get("state") == "online")
+
+
+def _keyslot(key: str) -> int:
+    from redis.crc import key_slot
+
+    return key_slot(key.encode())
+
+
+class SentinelServers:
+    """A master, ``replicas`` replicas and ``sentinels`` sentinels on loopback, monitoring ``service``;
+    down-after 1 s so a failover takes a few seconds. The master requires ``password`` (so a test can
+    cut a replica off by giving it a wrong ``masterauth``)."""
+
+    def __init__(self, directory: Path, replicas: int = 1, sentinels: int = 3, service: str = "vqpu",
+                 password: str = "pw-sentinel-test") -> None:
+        self.dir = directory
+        self.service = service
+        self.password = password
+        self.servers: list[RedisServer] = []
+        self.n_replicas = replicas
+        self.n_sentinels = sentinels
+        self.sentinels: list[tuple[int, subprocess.Popen]] = []
+
+    def url(self, query: str = "") -> str:
+        hosts = ",".join(f"127.0.0.1:{p}" for p, _ in self.sentinels)
+        return f"redis+sentinel://:{self.password}@{hosts}/{self.service}/0" + (f"?{query}" if query else "")
+
+    def start(self) -> SentinelServers:
+        fast = ("--repl-diskless-sync-delay", "0")
+        master = RedisServer(self.dir / "master", password=self.password,
+                             extra_args=("--masterauth", self.password, *fast)).start()
+        self.servers.append(master)
+        for i in range(self.n_replicas):
+            self.servers.append(RedisServer(self.dir / f"replica-{i}", password=self.password, extra_args=(
+                "--masterauth", self.password, *fast, "--replicaof", "127.0.0.1", str(master.port))).start())
+        _poll(lambda: _replicas_online(self.client(master)) == self.n_replicas,
+              "the replicas to link", 30)
+        binary = shutil.which("redis-server")
+        for i in range(self.n_sentinels):
+            port = free_port()
+            d = self.dir / f"sentinel-{port}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "sentinel.conf").write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {d}\nlogfile {d / 'sentinel.log'}\n"
+                f"sentinel monitor {self.service} 127.0.0.1 {master.port} 2\n"
+                f"sentinel auth-pass {self.service} {self.password}\n"
+                f"sentinel down-after-milliseconds {self.service} 1000\n"
+                f"sentinel failover-timeout {self.service} 4000\n"
+                f"sentinel parallel-syncs {self.service} 1\n")
+            proc = subprocess.Popen([binary, str(d / "sentinel.conf"), "--sentinel"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.sentinels.append((port, proc))
+        import redis
+
+        for port, _ in self.sentinels:
+            s = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+            _poll(lambda s=s: s.sentinel_master(self.service)["num-other-sentinels"] == self.n_sentinels - 1
+                  and s.sentinel_master(self.service)["num-slaves"] == self.n_replicas, "the sentinels to agree", 30)
+        return self
+
+    def client(self, server: RedisServer):
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=server.port, password=self.password, decode_responses=True)
+
+    def master_port(self) -> int:
+        import redis
+
+        s = redis.Redis(host="127.0.0.1", port=self.sentinels[0][0], decode_responses=True)
+        return int(s.sentinel_get_master_addr_by_name(self.service)[1])
+
+    def server(self, port: int) -> RedisServer:
+        return next(s for s in self.servers if s.port == port)
+
+    def flushall(self) -> None:
+        self.client(self.server(self.master_port())).flushall()
+
+    def stop(self) -> None:
+        for _, proc in self.sentinels:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+        for s in self.servers:
+            s.stop()
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds pass
+    (AssertionError naming ``what``): the tests' one way to wait, never a bare sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")

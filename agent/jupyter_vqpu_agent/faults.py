@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import redis
 from redis import exceptions as rx
 
+from jupyter_vqpu.core.errors import NotDurable
+
 TRANSIENT = "transient"
 OPERATOR = "operator"
 BUG = "bug"
@@ -42,6 +44,7 @@ _OPERATOR: tuple[tuple[type[BaseException], str], ...] = (
                           "free memory, the agent retries"),
 )
 _TRANSIENT: tuple[tuple[type[BaseException], str], ...] = (
+    (NotDurable, "Redis did not confirm the write on enough replicas (?wait_replicas=) in time"),
     (rx.BusyLoadingError, "Redis is loading its data set"),
     (rx.ReadOnlyError, "Redis is read-only (a replica, or a failover in progress)"),
     (rx.TryAgainError, "Redis Cluster asks to try again (a slot is migrating)"),

@@ -102,3 +102,11 @@ class ResultTimeout(VqpuError):
 class ControlPlaneUnavailable(VqpuError):
     code = "control_plane_unavailable"
     http_status = 503
+
+
+class NotDurable(ControlPlaneUnavailable):
+    """The write is on the master but not (yet) on as many replicas, or in the AOF, as the operator
+    asked (``?wait_replicas=`` / ``wait_aof``): not acknowledged, because a failover now could lose it.
+    Retrying with the same idempotency key is safe (a retry of a submission finds the task)."""
+
+    code = "not_durable"

@@ -35,6 +35,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from jupyter_vqpu.core.connection import is_cluster, server_time_ms
 from jupyter_vqpu.core.keys import Keys
 from jupyter_vqpu.core.stats import DeviceStats, parse_stats
 
@@ -99,15 +100,21 @@ class VqpuCollector(Collector):
         """Everything a scrape reports, in one pipelined round trip (two when a new device appeared)."""
         configured = self._configured()
         names = configured if configured is not None else self._known
+        # On a Redis Cluster the pipeline is split per node by the client, and each device's clock is
+        # its own master's: TIME (keyless) is then asked per device, of the node holding it.
+        cluster = is_cluster(self.redis)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.time()
+        if not cluster:
+            pipe.time()
         if configured is None:
             pipe.smembers(Keys.registry)
         for name in names:
             self._queue_reads(pipe, name)
         replies = pipe.execute()
-        (sec, usec), replies = replies[0], replies[1:]
-        now_ms = sec * 1000 + usec // 1000
+        now_ms: int | None = None
+        if not cluster:
+            (sec, usec), replies = replies[0], replies[1:]
+            now_ms = sec * 1000 + usec // 1000
         offset = 1 if configured is None else 0  # the registry's members come first
         per_device = {name: replies[offset + 5 * i:offset + 5 * i + 5] for i, name in enumerate(names)}
         if configured is None:
@@ -121,7 +128,8 @@ class VqpuCollector(Collector):
                 per_device.update({name: more[5 * i:5 * i + 5] for i, name in enumerate(new)})
             self._known = registered
             names = registered
-        return [r for r in (self._reading(n, per_device[n], now_ms) for n in names) if r is not None]
+        return [r for r in (self._reading(n, per_device[n], now_ms if now_ms is not None else
+                                          server_time_ms(self.redis, Keys(n).device)) for n in names) if r is not None]
 
     @staticmethod
     def _queue_reads(pipe: redis.client.Pipeline, name: str) -> None:
