@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import RedisServer, free_port  # noqa: F401  (re-exported for the tests)
+from tests.support import (  # noqa: F401  (re-exported for the tests)
+    RedisClusterServers,
+    RedisServer,
+    SentinelServers,
+    free_port,
+)
 
 # jp_fetch, jp_serverapp, ... for the server extension's tests (plugins belong in the root conftest).
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -19,7 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 # marker whatever its module says: `-m "not hub"` deselects exactly the tests that
 # start a JupyterHub, `-m redis` selects every test that talks to a redis-server.
 FIXTURE_MARKERS = {
-    "redis": {"redis_server", "redis_url", "cp", "seeded", "vqpu_lab"},
+    "redis": {"redis_server", "redis_url", "cp", "seeded", "vqpu_lab", "redis_cluster", "redis_sentinel",
+              "deployment"},
     "slurm": {"slurm_cluster"},
     "browser": {"browser", "lab_page", "vqpu_lab"},
     "hub": {"hub"},
@@ -74,6 +80,40 @@ def seeded(cp):
     """A control plane with fez and ideal registered."""
     cp.seed(["fez", "ideal"])
     return cp
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """A real Redis Cluster: 3 masters, each with a replica (redis-cli --cluster create)."""
+    need_binary("redis-server", "the control plane's store")
+    need_binary("redis-cli", "builds the Redis Cluster")
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory):
+    """A real master + replica watched by 3 sentinels (never failed over: failover tests make their own)."""
+    need_binary("redis-server", "the control plane's store and its sentinels")
+    servers = SentinelServers(tmp_path_factory.mktemp("sentinel")).start()
+    yield servers
+    servers.stop()
+
+
+#: The deployments a key test runs on (``deployment`` fixture): one node, a cluster, Sentinel.
+DEPLOYMENTS = ("single", "cluster", "sentinel")
+
+
+@pytest.fixture(params=DEPLOYMENTS)
+def deployment(request) -> str:
+    """The control-plane URL of each deployment in turn, emptied: a test that takes this runs on
+    a single node, on a 3-master cluster with replicas and under Sentinel (started on first use)."""
+    if request.param == "single":
+        return request.getfixturevalue("redis_url")
+    servers = request.getfixturevalue(f"redis_{request.param}")
+    servers.flushall()
+    return servers.url if request.param == "cluster" else servers.url()
 
 
 GHZ3 = """OPENQASM 3.0;

@@ -1,0 +1,117 @@
+"""The same control plane on one node, a 3-master Redis Cluster with replicas, and under Sentinel.
+
+Every test here takes the ``deployment`` fixture (tests/conftest.py), so it runs on all three
+real deployments. On the cluster the devices used (fez, torino, marrakesh) hash to three
+different masters, so every call that spans devices really spans nodes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from jupyter_vqpu.core.client import Client
+from jupyter_vqpu.core.connection import connect, is_cluster, node_client
+from jupyter_vqpu.core.control import ControlPlane
+from jupyter_vqpu.core.keys import Keys
+from tests.agents import EchoExecutor, HoldExecutor, Running
+from tests.conftest import BELL_QASM2
+from tests.support import wait_for
+
+pytestmark = pytest.mark.redis
+
+#: One device per master of a 3-master cluster (hash slots 713, 8339, 12892).
+DEVICES = ["fez", "torino", "marrakesh"]
+
+
+def _cp(url: str) -> ControlPlane:
+    cp = ControlPlane(connect(url))
+    cp.seed(DEVICES)
+    return cp
+
+
+def test_devices_span_masters_on_the_cluster(redis_cluster):
+    """The premise of the cluster runs: the test devices are served by three different masters."""
+    redis_cluster.flushall()
+    masters = {redis_cluster.master_of(Keys(d).device).port for d in DEVICES}
+    assert len(masters) == 3
+
+
+def test_the_lifecycle_across_devices(deployment):
+    """Seed, submit, one read of work over all devices, claim, one lease renewal over all devices,
+    finish, views, events from every device: each call that spans devices works on every deployment."""
+    cp = _cp(deployment)
+    assert sorted(cp.device_names()) == sorted(DEVICES)  # seed registered every device (MOVED killed it)
+    for d in DEVICES:
+        cp.ensure_group(d)
+    cursors = {d: cp.last_event_id(d) for d in DEVICES}
+    ids = {d: cp.submit(owner="alice", device=d, circuit=BELL_QASM2, shots=8, idempotency_key=f"k-{d}")["task_id"]
+           for d in DEVICES}
+    assert {cp.task(t)["state"] for t in ids.values()} == {"queued"}  # task() reads TIME on the device's node
+    pointers = []
+    wait_for(lambda: pointers.extend(cp.read_work(DEVICES, "agent-1", 10, 500)) or
+             {d for d, _, _ in pointers} == set(DEVICES), 60, "a work pointer from every device")
+    claims = [cp.claim_next(d, "agent-1", 30_000, eid) for d, eid, _ in pointers]
+    assert sorted(c.task_id for c in claims) == sorted(ids.values())
+    verdicts = cp.heartbeat([(c.task_id, c.token) for c in claims], "agent-1", 30_000)
+    assert verdicts == {c.task_id: "ok" for c in claims}
+    for c in claims:
+        assert cp.finish(c.task_id, "agent-1", c.token, "completed", result={"snapshot_id": c.snapshot_id}) == "ok"
+    assert {cp.task(t)["state"] for t in ids.values()} == {"completed"}
+    assert [t["task_id"] for t in cp.tasks("alice")] and len(cp.tasks("alice")) == 3
+    assert {v["name"] for v in cp.devices()} == set(DEVICES)
+    assert all(cp.expired(d) == [] for d in DEVICES)
+    seen: set[str] = set()
+    wait_for(lambda: seen.update(f.get("task", "") for _, _, f in cp.read_events(cursors, 500)) or
+             set(ids.values()) <= seen, 60, "events from every device")
+    # An idempotent retry returns the same task on every deployment.
+    again = cp.submit(owner="alice", device="fez", circuit=BELL_QASM2, shots=8, idempotency_key="k-fez")
+    assert again["task_id"] == ids["fez"]
+
+
+def test_an_agent_serves_devices_on_different_masters(deployment, tmp_path):
+    """A real agent serving three devices: its multi-device read, lease renewal and reaper all work
+    (on a cluster, XREADGROUP over several slots is CROSSSLOT; the agent reads per device)."""
+    cp = _cp(deployment)
+    running = Running(deployment, EchoExecutor(), tmp_path, devices=DEVICES, reap_every_s=0.5)
+    try:
+        client = Client(control=cp)
+        ids = [client.submit(BELL_QASM2, device=d, shots=16).id for d in DEVICES for _ in range(2)]
+        for tid in ids:
+            assert cp.wait(tid, timeout=60)["state"] == "completed"
+        assert running.agent.stats["completed"] == len(ids)
+    finally:
+        running.stop()
+
+
+def test_capacity_holds_across_all_of_an_agents_devices(deployment, tmp_path):
+    """--capacity 1 over three devices with work on each: one task held at a time, never three
+    (XREADGROUP's COUNT is per stream); the pointers beyond capacity are kept and served later."""
+    cp = _cp(deployment)
+    ex = HoldExecutor()
+    running = Running(deployment, ex, tmp_path, devices=DEVICES, capacity=1, reap_every_s=3600)
+    try:
+        client = Client(control=cp)
+        ids = [client.submit(BELL_QASM2, device=d, shots=16).id for d in DEVICES]
+        done: list[str] = []
+        for _ in ids:
+            held = wait_for(lambda: [t for t in ids if t not in done and t in ex.jobs], 60, "a held task")
+            # Every device's pointer has been delivered by now or soon; the agent must not hold more.
+            leases = sum(cp.redis.zcard(Keys(d).leases) for d in DEVICES)
+            assert len(held) == 1 and leases == 1 and len(running.agent.held) == 1
+            [tid] = held
+            ex.release(tid, cp.task(tid)["snapshot_id"])
+            assert cp.wait(tid, timeout=60)["state"] == "completed"
+            done.append(tid)
+        assert sorted(done) == sorted(ids)
+    finally:
+        running.stop()
+
+
+def test_time_is_asked_of_each_devices_own_node(redis_cluster):
+    """On the cluster, TIME goes to the master of the device's slot (a pipeline would send it anywhere)."""
+    redis_cluster.flushall()
+    client = connect(redis_cluster.url)
+    assert is_cluster(client)
+    for d in DEVICES:
+        node = node_client(client, Keys(d).device)
+        assert node.connection_pool.connection_kwargs["port"] == redis_cluster.master_of(Keys(d).device).port
