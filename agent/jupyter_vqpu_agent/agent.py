@@ -33,8 +33,9 @@ from typing import Any
 from jupyter_vqpu.core.control import Claim, ControlPlane
 from jupyter_vqpu.core.errors import VqpuError
 from jupyter_vqpu.core.keys import TASK_ID_RE
+from jupyter_vqpu.core.lifecycle import TaskState
 from jupyter_vqpu.core.logs import task_fields
-from jupyter_vqpu_agent import bundle
+from jupyter_vqpu_agent import bundle, private
 from jupyter_vqpu_agent.executors.base import Executor, Job
 from jupyter_vqpu_agent.faults import BUG, OPERATOR, Backoff, Fault, classify
 
@@ -108,6 +109,9 @@ class Agent:
         self.cfg = config
         self.held: dict[str, Held] = {}
         self.undelivered: dict[str, Undelivered] = {}
+        # Pointers delivered to us beyond our free capacity (XREADGROUP's COUNT is per stream, so
+        # several devices can deliver more): kept, in order, and taken as capacity frees.
+        self._backlog: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()  # stop claiming
         self._done = threading.Event()  # everything stopped
@@ -200,15 +204,19 @@ class Agent:
                     self._freed.clear()
                     self._freed.wait(1.0)
                     continue
+                entries, self._backlog = self._backlog, []
                 if time.monotonic() >= next_stale_scan:
                     next_stale_scan = time.monotonic() + self.cfg.reap_every_s
                     for d in self.cfg.devices:
-                        for item in self.cp.stale_work(d, self.cfg.agent_id, self.lease_ms, count=free):
-                            self._take(*item)
-                entries = self.cp.read_work(self.cfg.devices, self.cfg.agent_id, free, self.cfg.block_ms)
-                for item in entries:
+                        entries += self.cp.stale_work(d, self.cfg.agent_id, self.lease_ms, count=free)
+                if not entries:
+                    entries = self.cp.read_work(self.cfg.devices, self.cfg.agent_id, free, self.cfg.block_ms)
+                for n, item in enumerate(entries):
                     if self._stop.is_set() or not self._may_claim(wait=False):
                         break  # unclaimed pointers stay pending; another agent's reaper picks them up
+                    if len(self.held) >= self.cfg.capacity:  # capacity is across all our devices
+                        self._backlog = entries[n:]
+                        break
                     self._take(*item)
                 backoff.reset()
             except Exception as exc:
@@ -245,7 +253,7 @@ class Agent:
         """'' if the work root takes a small file now, else why not."""
         probe = self.cfg.work_root / f".vqpu-probe-{self.cfg.agent_id}"
         try:
-            self.cfg.work_root.mkdir(parents=True, exist_ok=True)
+            private.make_dirs(self.cfg.work_root)
             bundle.write_atomic(probe, b"probe")
             probe.unlink()
         except OSError as exc:
@@ -274,20 +282,21 @@ class Agent:
             for claim in self.cp.held_by(d, self.cfg.agent_id):
                 if claim.task_id in self.held:
                     continue  # a retried pass: already re-attached
-                job = Job(task_id=claim.task_id, attempt=claim.token, timeout_s=self.cfg.task_timeout_s,
+                job = Job(task_id=claim.task_id, attempt=claim.attempt, token=claim.token,
+                          timeout_s=self.cfg.task_timeout_s,
                           bundle_dir=self.cfg.work_root / d / claim.task_id / f"attempt-{claim.token}",
                           name=claim.fields.get("name", ""))
                 with self._lock:
                     self.held[claim.task_id] = Held(claim, job)
                 if self.executor.reattach(job):
-                    log.info("re-attached to %s attempt %d", claim.task_id, claim.token,
-                             extra=task_fields(claim.task_id, claim.token))
+                    log.info("re-attached to %s attempt %d", claim.task_id, claim.attempt,
+                             extra=task_fields(claim.task_id, claim.attempt))
                     continue
                 self._release(claim.task_id)
                 self.cp.recover(d, max_attempts=self.cfg.max_attempts, by=self.cfg.agent_id,
                                 task_ids=[claim.task_id], force=True)
                 log.warning("%s attempt %d was lost with the previous agent process; requeued",
-                            claim.task_id, claim.token, extra=task_fields(claim.task_id, claim.token))
+                            claim.task_id, claim.attempt, extra=task_fields(claim.task_id, claim.attempt))
 
     def stop(self) -> None:
         """Stop claiming; run() drains held work and returns."""
@@ -329,17 +338,18 @@ class Agent:
         claim = self.cp.claim_next(device, self.cfg.agent_id, self.lease_ms, entry_id)
         if claim is None:
             return
+        faults_before = self._fault_until  # a fault found while starting this job must not be cleared below
         task_id = claim.task_id
         self.stats["claimed"] += 1
         f = claim.fields
         attempt_dir = self.cfg.work_root / device / task_id / f"attempt-{claim.token}"
-        job = Job(task_id=task_id, attempt=claim.token, bundle_dir=attempt_dir,
+        job = Job(task_id=task_id, attempt=claim.attempt, token=claim.token, bundle_dir=attempt_dir,
                   timeout_s=self.cfg.task_timeout_s, name=f.get("name", ""))
         with self._lock:
             self.held[task_id] = Held(claim, job)
         try:
             spec = bundle.TaskSpec(
-                task_id=task_id, device=device, attempt=claim.token, snapshot_id=claim.snapshot_id,
+                task_id=task_id, device=device, attempt=claim.attempt, snapshot_id=claim.snapshot_id,
                 shots=int(f["shots"]), circuit_format=f.get("circuit_format", "qasm3"),
                 seed=int(f["seed"]) if f.get("seed") else None,
                 optimization_level=int(f.get("optimization_level") or 2),
@@ -368,12 +378,13 @@ class Agent:
             # not the task's fault either, so it goes back without using an attempt.
             problem = (classify(exc).message if not isinstance(exc, OSError)
                        else _work_root_problem(self.cfg.work_root, exc))
-            log.exception("could not start %s", task_id, extra=task_fields(task_id, claim.token))
+            log.exception("could not start %s", task_id, extra=task_fields(task_id, claim.attempt))
             self._hand_back(job, f"could not start the job: {problem}")
             return
-        self._agent_ok()
-        log.info("claimed %s attempt %d snapshot %s", task_id, claim.token, claim.snapshot_id[:12],
-                 extra={**task_fields(task_id, claim.token), "snapshot_id": claim.snapshot_id})
+        if self._fault_until == faults_before:
+            self._agent_ok()
+        log.info("claimed %s attempt %d snapshot %s", task_id, claim.attempt, claim.snapshot_id[:12],
+                 extra={**task_fields(task_id, claim.attempt), "snapshot_id": claim.snapshot_id})
 
     def _snapshot(self, device: str, sid: str) -> bytes:
         data = self._snapshots.get(sid)
@@ -384,7 +395,7 @@ class Agent:
     def _holder(self, job: Job) -> Held | None:
         with self._lock:
             h = self.held.get(job.task_id)
-        return h if h is not None and h.job.attempt == job.attempt else None
+        return h if h is not None and h.job.key == job.key else None
 
     def _release(self, task_id: str) -> None:
         with self._lock:
@@ -404,7 +415,7 @@ class Agent:
 
     def _hand_back(self, job: Job, problem: str) -> None:
         """Return a held task to the queue for a fault of ours, without using an attempt (release.lua)."""
-        send = lambda: self.cp.release(job.task_id, self.cfg.agent_id, job.attempt, problem,  # noqa: E731
+        send = lambda: self.cp.release(job.task_id, self.cfg.agent_id, job.token, problem,  # noqa: E731
                                        max_handbacks=self.cfg.max_handbacks)
         reply = self._call(send, job)
         if reply is None:
@@ -424,15 +435,15 @@ class Agent:
     # ---------------------------------------------- Reporter (executor side)
 
     def scheduled(self, job: Job, detail: dict[str, Any]) -> None:
-        self._progress(job, "scheduled", detail)
+        self._progress(job, TaskState.SCHEDULED, detail)
 
     def running(self, job: Job, detail: dict[str, Any]) -> None:
-        self._progress(job, "running", detail)
+        self._progress(job, TaskState.RUNNING, detail)
 
     def _progress(self, job: Job, state: str, detail: dict[str, Any]) -> None:
         if self._holder(job) is None:
             return
-        verdict = self._call(lambda: self.cp.progress(job.task_id, self.cfg.agent_id, job.attempt, state, detail,
+        verdict = self._call(lambda: self.cp.progress(job.task_id, self.cfg.agent_id, job.token, state, detail,
                                                       self.lease_ms), job)
         if verdict is not None:  # a lost progress report is harmless: the final one says it all
             self._verdict(job, verdict[0], final=False)
@@ -444,14 +455,22 @@ class Agent:
         if result.get("snapshot_id") != h.claim.snapshot_id:
             self.failed(job, "runner_error", "the runner used another snapshot than the one bound at claim")
             return
-        send = lambda: self.cp.finish(job.task_id, self.cfg.agent_id, job.attempt, "completed",  # noqa: E731
+        send = lambda: self.cp.finish(job.task_id, self.cfg.agent_id, job.token, TaskState.COMPLETED,  # noqa: E731
                                       result=result)
         self._final(job, "completed", send, self._call(send, job))
 
     def failed(self, job: Job, reason: str, message: str) -> None:
         if self._holder(job) is None:
             return
-        send = lambda: self.cp.finish(job.task_id, self.cfg.agent_id, job.attempt, "failed",  # noqa: E731
+        if reason == "runner_error":
+            # A job that died without a result while our work root cannot take a file (the disk
+            # filled under it) failed for a fault of ours, not of the task: hand it back.
+            problem = self._probe_work_root()
+            if problem:
+                self._agent_fault(problem)
+                self._hand_back(job, problem)
+                return
+        send = lambda: self.cp.finish(job.task_id, self.cfg.agent_id, job.token, TaskState.FAILED,  # noqa: E731
                                       reason=reason, error=message)
         self._final(job, "failed", send, self._call(send, job), f" ({reason}): {message}")
 
@@ -524,7 +543,8 @@ class Agent:
         now = time.monotonic()
         for task_id, u in pending:
             if now - u.since > self.cfg.undelivered_ttl_s:
-                log.warning("%s: dropping its undelivered report after %.0f s", task_id, now - u.since)
+                log.warning("%s: dropping its undelivered report after %.0f s", task_id, now - u.since,
+                            extra=task_fields(task_id, u.job.attempt))
                 self._forget_undelivered(task_id, u)
                 continue
             try:
@@ -568,7 +588,7 @@ class Agent:
                 # Late reports first: they may still land before a reaper voids their token.
                 self._deliver_undelivered()
                 with self._lock:
-                    held = [(tid, h.job.attempt) for tid, h in self.held.items()]
+                    held = [(tid, h.job.token) for tid, h in self.held.items()]
                     jobs = {tid: h.job for tid, h in self.held.items()}
                 for tid, verdict in self.cp.heartbeat(held, self.cfg.agent_id, self.lease_ms).items():
                     self._verdict(jobs[tid], verdict, final=False)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_vqpu.core.result import MAX_RESULT_BYTES
-from jupyter_vqpu_agent.private import make_dirs, open_private
+from jupyter_vqpu_agent.private import make_dirs, write_atomic
 
 TASK_FILE = "task.json"
 SNAPSHOT_FILE = "snapshot.json"
@@ -57,17 +57,6 @@ class TaskSpec:
     def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file. The file is
-    0600: bundles hold users' circuits and results on a file system other users can list."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open_private(tmp) as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def batch_of(fields: dict[str, str]) -> list[tuple[str, str]] | None:
@@ -129,7 +118,9 @@ def read_result(bundle_dir: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:  # not JSON, not UTF-8: what the job wrote is not a result
+        return {"ok": False, "error": f"the result file is not JSON: {exc}", "reason": "bad_result"}
+    except OSError as exc:
         return {"ok": False, "error": f"unreadable result file: {exc}", "reason": "runner_error"}
 
 

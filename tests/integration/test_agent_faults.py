@@ -19,10 +19,8 @@ from jupyter_vqpu.core.connection import connect
 from jupyter_vqpu.core.control import ControlPlane
 from jupyter_vqpu_agent.executors.base import Executor, Job
 from jupyter_vqpu_agent.executors.local import LocalExecutor
+from tests.agents import EchoExecutor, Running, wait_for
 from tests.conftest import GHZ3
-from tests.integration.test_acl import agent_url  # noqa: F401  (fixture)
-from tests.integration.test_agent import EchoExecutor, Running, wait_for
-from tests.integration.test_slurm_executor import slurm_cluster  # noqa: F401  (fixture)
 from tests.support import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -195,8 +193,49 @@ def test_a_broken_work_root_hands_tasks_back_and_a_healthy_agent_completes_them(
         assert e["position"] <= 4
     first = next(v for v in views if v["task_id"] == handed[0]["task"])
     assert first["attempts"] == 2  # the claim counter moves on: no fencing token is reused
-    claims = [e["token"] for e in cp.history(first["task_id"]) if e["event"] == "claimed"]
-    assert claims == [1, 2]
+    claims = [e for e in cp.history(first["task_id"]) if e["event"] == "claimed"]
+    assert [e["attempt"] for e in claims] == [1, 2] and len({e["token"] for e in claims}) == 2
+
+
+class DiskFillsExecutor(Executor):
+    """The disk fills under a running job: the job dies without a result (what a runner that cannot
+    write its result.json looks like), and from then on the work root takes no file."""
+
+    name = "disk-fills"
+
+    def __init__(self, work_root) -> None:
+        self.work_root = work_root
+
+    def submit(self, job: Job) -> None:
+        self.reporter.scheduled(job, {"executor": self.name, "job_id": f"d-{job.task_id}"})
+        self.reporter.running(job, {})
+        self.work_root.rename(self.work_root.with_name("moved-away"))
+        self.work_root.write_text("full")  # the probe's file cannot be made any more
+        self.reporter.failed(job, "runner_error", "the runner process died (exit 1): No space left on device")
+
+    def cancel(self, job: Job) -> None:
+        pass
+
+
+def test_a_job_killed_by_a_disk_that_filled_under_it_is_handed_back_not_failed(seeded, redis_url, tmp_path):
+    cp = seeded
+    root = tmp_path / "root"
+    filling = Running(redis_url, DiskFillsExecutor(root), root, agent_id="filling", fault_backoff_s=30)
+    try:
+        tid = Client(control=cp).submit(GHZ3, device="ideal", shots=10).id
+        wait_for(lambda: any(e.get("reason") == "agent_fault" for e in _events(cp, "ideal", "queued")), 60,
+                 "a hand-back")
+    finally:
+        filling.stop()
+    healthy = Running(redis_url, EchoExecutor(), tmp_path / "ok", agent_id="healthy")
+    try:
+        view = cp.wait(tid, timeout=120)
+    finally:
+        healthy.stop()
+    assert view["state"] == "completed" and view["agent"] == "healthy"
+    assert cp.stats("ideal").failed == {}
+    released = [e for e in cp.history(tid) if e["event"] == "queued" and e.get("reason") == "agent_fault"]
+    assert len(released) == 1 and released[0]["agent"] == "filling"
 
 
 def test_hand_backs_are_bounded_and_then_the_task_fails_with_a_clear_reason(seeded, redis_url, tmp_path):
@@ -215,8 +254,8 @@ def test_hand_backs_are_bounded_and_then_the_task_fails_with_a_clear_reason(seed
             a.stop()
     assert view["state"] == "failed" and view["reason"] == "agent_fault"
     assert "handed back 3 times" in view["error"] and "work root" in view["error"]
-    tokens = [e["token"] for e in cp.history(tid) if e["event"] == "claimed"]
-    assert tokens == [1, 2, 3]
+    claims = [e for e in cp.history(tid) if e["event"] == "claimed"]
+    assert [e["attempt"] for e in claims] == [1, 2, 3] and len({e["token"] for e in claims}) == 3
 
 
 def test_release_keeps_the_queue_place_and_recover_does_not_count_hand_backs(seeded):
@@ -224,14 +263,14 @@ def test_release_keeps_the_queue_place_and_recover_does_not_count_hand_backs(see
     client = Client(control=cp)
     first, second = (client.submit(GHZ3, device="ideal", shots=10).id for _ in range(2))
     claim = cp.claim_next("ideal", "a1", 60_000, "")
-    assert claim.task_id == first and claim.token == 1
-    assert cp.release(first, "a1", 2, "wrong token", max_handbacks=3)[0] == "fenced"
-    assert cp.release(first, "a1", 1, "disk full", max_handbacks=3) == ("requeued", 1)
+    assert claim.task_id == first and claim.attempt == 1
+    assert cp.release(first, "a1", "2-" + claim.token.split("-", 1)[1], "wrong token", max_handbacks=3)[0] == "fenced"
+    assert cp.release(first, "a1", claim.token, "disk full", max_handbacks=3) == ("requeued", 1)
     view = cp.task(first)
     assert view["state"] == "queued" and view["queue_position"] == 1 and cp.task(second)["queue_position"] == 2
-    assert cp.release(first, "a1", 1, "again", max_handbacks=3)[0] == "fenced"  # its token is void now
+    assert cp.release(first, "a1", claim.token, "again", max_handbacks=3)[0] == "fenced"  # its token is void now
     claim = cp.claim_next("ideal", "a2", 1, "")
-    assert claim.task_id == first and claim.token == 2  # a new token, never the released one
+    assert claim.task_id == first and claim.attempt == 2  # a new token, never the released one
     wait_for(lambda: cp.expired("ideal") == [first], 10, "the 1 ms lease to run out")
     # max_attempts=2: two claims, but one was handed back: only one attempt is used, so it is requeued.
     assert cp.recover("ideal", max_attempts=2, by="test") == [(first, "requeued", 2)]
@@ -371,6 +410,7 @@ GARBAGE = [
     ({"counts": {"00": 3, "11": 3}}, "sum to 6, not to the 10 shots"),
     ({"counts": {"00": 12, "11": -2}}, "whole number >= 0"),
     ({"counts": {"hello": 10}}, "not a bitstring"),
+    ({"raw_result": "{\"ok\": tru"}, "not JSON"),  # a job cut off mid-write, or junk
 ]
 
 
@@ -392,7 +432,7 @@ def test_garbage_results_fail_with_bad_result_through_the_local_executor(seeded,
 @pytest.mark.parametrize("options,words", [GARBAGE[0], GARBAGE[2]])
 def test_garbage_results_fail_with_bad_result_through_slurm(slurm_cluster, seeded, redis_url, tmp_path, options,
                                                             words):
-    from tests.integration.test_slurm_agent import fake
+    from tests.slurm_support import fake
 
     running = Running(redis_url, fake(), tmp_path, devices=("ideal",))
     try:
