@@ -29,10 +29,11 @@ from typing import Any, TypeVar
 
 import redis
 
-from jupyter_vqpu.core.connection import connect, follows_embedded, redact, resolve_url
+from jupyter_vqpu.core.connection import Durability, connect, follows_embedded, redact, resolve_url
 from jupyter_vqpu.core.control import ControlPlane, Limits
 from jupyter_vqpu.core.errors import ControlPlaneUnavailable, InvalidRequest, NotAuthorized, TaskNotFound, UnknownDevice
 from jupyter_vqpu.core.keys import check_device_name, device_name
+from jupyter_vqpu.core.lifecycle import TaskState
 from jupyter_vqpu.core.parsing import ParserPool
 from jupyter_vqpu_server.caller import Caller
 
@@ -129,8 +130,10 @@ class VqpuService:
         events_block_ms: int = 5000,
         control: ControlPlane | None = None,
         parser: ParserPool | None = None,
+        durability: Durability | None = None,
     ) -> None:
         self.redis_url = redis_url
+        self.durability = durability  # None: the URL's ?wait_replicas= (see core/connection.py)
         self.script_loader_url = script_loader_url
         # Circuits are parsed in these sandboxed processes, never in the server's own (see core/parsing.py).
         self._own_parser = control is None  # a pool handed in with the service is closed with it
@@ -164,7 +167,7 @@ class VqpuService:
                     loader = connect(self.script_loader_url, check=False) if self.script_loader_url else None
                     # The embedded default is connected to by name (no URL), so that it is followed to a new port.
                     client = connect(None if self.follows_embedded else url, check=False)
-                    self._cp = ControlPlane(client, limits=self.limits, script_loader=loader,
+                    self._cp = ControlPlane(client, limits=self.limits, script_loader=loader, durability=self.durability,
                                             parser=self.parser)
                     log.info("vqpu: control plane at %s%s", redact(url),
                              f" (scripts loaded by {redact(self.script_loader_url)})" if loader else "")
@@ -177,11 +180,14 @@ class VqpuService:
         importer that crashes on a hostile circuit takes only a worker down."""
         self.parser.start()
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, guard: bool = True) -> T:
         """Run a blocking call on the service's pool; Redis outages become a 503.
 
-        The first call starts the event pump, which also keeps the scripts loaded."""
+        The first call starts the event pump, which also keeps the scripts loaded. ``guard=False``
+        for a call that guards its own Redis work (health): its return says nothing about Redis."""
         self.pump.start()
+        if not guard:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._guarded, fn, args)
 
     def _guarded(self, fn: Callable[..., T], args: tuple) -> T:
@@ -379,7 +385,7 @@ class VqpuService:
         task_id = self._own(caller, task_id)
         view = self.cp.task(task_id)
         view["history"] = self.cp.history(task_id)
-        if view.get("state") == "completed":
+        if view.get("state") == TaskState.COMPLETED:
             from jupyter_vqpu.core.task import merge_result
 
             view = merge_result(view, self.cp.result(task_id))

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from tests.integration.test_cli import vqpu
+from tests.cli_support import vqpu
 
 pytestmark = pytest.mark.redis
 
@@ -53,7 +53,7 @@ def port_of(home) -> int:
     return json.loads((home / "state.json").read_text())["port"]
 
 
-async def test_the_server_follows_the_embedded_default_across_down_and_up(jp_fetch, embedded_home):
+async def test_the_server_follows_the_embedded_default_across_down_and_up(jp_fetch, jp_serverapp, embedded_home):
     env = {"VQPU_HOME": str(embedded_home)}
     code, devices = await get(jp_fetch, "devices")
     assert code == 200 and "fez" in {d["name"] for d in devices}, devices
@@ -67,6 +67,9 @@ async def test_the_server_follows_the_embedded_default_across_down_and_up(jp_fet
     assert "not running" in err["message"] and "vqpu up" in err["hint"], err
     code, health = await get(jp_fetch, "health")
     assert code == 200 and health["state"] == "not_running" and "vqpu up" in health["hint"], health
+    # what the events socket reports as control_plane: asking for health does not make it "connected"
+    service = jp_serverapp.web_app.settings["vqpu_service"]
+    assert service.connection["state"] == "not_running", service.connection
 
     assert vqpu("up", env=env).returncode == 0
     # Usually another port; either way, the server must answer from the running one, without a restart.
