@@ -25,6 +25,7 @@ import traitlets
 from IPython.display import HTML, display
 
 from jupyter_vqpu.core.cost import Estimate, estimate
+from jupyter_vqpu.core.lifecycle import FINAL_STATES, TaskState
 from jupyter_vqpu.core.timefmt import human_duration
 from jupyter_vqpu.kernel.palette import badge_style
 
@@ -32,7 +33,7 @@ from jupyter_vqpu.kernel.palette import badge_style
 TICK_S = 1.0
 #: Physical qubits described one by one under a completed task (the rest are summarised).
 SHOW_QUBITS = 8
-FINAL = ("completed", "failed", "cancelled")
+FINAL = FINAL_STATES
 
 
 def _elapsed(view: dict[str, Any], key: str, now: float | None = None) -> str:
@@ -48,24 +49,24 @@ def _elapsed(view: dict[str, Any], key: str, now: float | None = None) -> str:
 def describe(view: dict[str, Any]) -> str:
     """One line on where the task is, the way the widget and `%vqpu tasks` say it."""
     state = view.get("state", "")
-    if state == "queued":
+    if state == TaskState.QUEUED:
         pos = view.get("queue_position")
         line = f"#{pos} in the queue" if pos else "queued"
         line += f", waiting {_elapsed(view, 'created_at')}" if view.get("created_at") else ""
         return line + (f" ({view['notice']})" if view.get("notice") else "")
-    if state == "claimed":
+    if state == TaskState.CLAIMED:
         return (f"claimed by {view.get('agent') or 'an agent'}, snapshot {(view.get('snapshot_id') or '')[:12]}, "
                 f"preparing for {_elapsed(view, 'claimed_at')}")
-    if state == "scheduled":
+    if state == TaskState.SCHEDULED:
         reason = f" ({view['job_reason']})" if view.get("job_reason") else ""
         return f"scheduled as job {view.get('job_id') or '?'}{reason} for {_elapsed(view, 'scheduled_at')}"
-    if state == "running":
+    if state == TaskState.RUNNING:
         return f"running for {_elapsed(view, 'started_at')}"
-    if state == "completed":
+    if state == TaskState.COMPLETED:
         return f"completed in {_elapsed(view, 'created_at')} on snapshot {(view.get('snapshot_id') or '')[:12]}"
-    if state == "failed":
+    if state == TaskState.FAILED:
         return f"failed ({view.get('reason')}): {view.get('error')}"
-    if state == "cancelled":
+    if state == TaskState.CANCELLED:
         return "cancelled"
     return state
 
@@ -170,6 +171,21 @@ def qubits_text(record: dict[str, Any], snapshot: dict[str, Any] | None) -> str:
     return text + "<br>" + "; ".join(parts)
 
 
+METHOD_WORDS = {"automatic": "Aer's automatic choice of method", "statevector": "a state vector",
+                "density_matrix": "a density matrix", "matrix_product_state": "a matrix-product state",
+                "stabilizer": "the stabilizer method", "extended_stabilizer": "the extended stabilizer method"}
+
+
+def simulated_text(sim: dict[str, Any], timings: dict[str, Any]) -> str:
+    """One plain sentence on how the counts were computed (the phase breakdown is under "time breakdown")."""
+    where = {"CPU": "the CPU", "GPU": "a GPU"}.get(str(sim.get("device", "")), str(sim.get("device") or "Aer"))
+    method = str(sim.get("method", ""))
+    how = METHOD_WORDS.get(method, method.replace("_", " ") or "Aer")
+    total = timings.get("total")
+    took = f" in {total:.2f} s" if isinstance(total, (int, float)) else ""
+    return f"simulated on {where} with {how}{took}"
+
+
 class TaskWidget(widgets.VBox):
     """Follows one task: state badge, progress, details, Cancel, then the histogram."""
 
@@ -219,7 +235,7 @@ class TaskWidget(widgets.VBox):
         self.detail.value = f'<span class="jp-vqpu-widget-detail">{html.escape(describe(view))}</span>{estimate}'
         self.cancel_button.disabled = state in FINAL
         self.cancel_button.layout.display = "none" if state in FINAL else ""
-        if state == "completed" and not self._shown_result:
+        if state == TaskState.COMPLETED and not self._shown_result:
             self._show_result()
 
     def _show_result(self) -> None:
@@ -251,8 +267,7 @@ class TaskWidget(widgets.VBox):
         self.output.value = (
             histogram_html(record.get("counts") or {}, ideal)
             + (f'<div class="jp-vqpu-widget-qubits" style="font-size:smaller">{qubits}</div>' if qubits else "")
-            + f'<div style="font-size:smaller;opacity:.8">simulated on {html.escape(str(sim.get("device", "")))} '
-            f'({html.escape(str(sim.get("method", "")))}) &middot; {t}</div>'
+            + f'<div style="font-size:smaller;opacity:.8">{html.escape(simulated_text(sim, timings))}</div>'
         )
 
     def _on_cancel(self, _button: Any) -> None:
