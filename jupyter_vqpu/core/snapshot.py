@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_vqpu.core.cache import Memo
+from jupyter_vqpu.core.cache import Memo, cache_bytes
 from jupyter_vqpu.core.errors import SnapshotError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -544,7 +544,13 @@ def _classify(doc: Any) -> str:
 
 # ----------------------------------------------------------------- target
 
-TARGETS: Memo[Target] = Memo(maxsize=8)
+def target_bytes(target: Target) -> int:
+    """Size estimate of a Target in memory: ~0.9 KB per calibrated (instruction, qubits) entry (its
+    InstructionProperties, the qargs tuple, the name indexes): Fez's 1,447 entries measured 1.4 MB of RSS."""
+    return 64 * 1024 + 900 * sum(len(target[name]) for name in target.operation_names)
+
+
+TARGETS: Memo[Target] = Memo(maxsize=cache_bytes("targets"), getsizeof=target_bytes)
 
 
 def build_target(doc: dict, sid: str | None = None) -> Target:

@@ -1,0 +1,156 @@
+"""Each fast simulation path samples the device model's distribution: proven by a two-sample test.
+
+The reference is Aer's own choice on the full device model, which is bit-identical to
+``AerSimulator.from_backend(FakeFez())`` (tests/unit/test_runner.py). Each fast path the
+runner may pick (a density matrix; a statevector with shot branching on the model without
+readout errors, readout applied per shot as a classical channel; a matrix product state) is
+run with another seed and the two samples are compared:
+
+- a chi-square test of homogeneity over the outcomes (outcomes expected fewer than 5 times
+  pooled into one bin), which must not reject at p < 1e-4 (the decision), and
+- the total-variation distance against its sampling floor, computed explicitly: for two
+  samples of N1 and N2 shots of the same distribution p, E|p1_k - p2_k| ~ sqrt(2/pi) *
+  sqrt(p_k (1 - p_k) (1/N1 + 1/N2)), summed over outcomes and halved; the TVD must stay within
+  3x that (a sanity bound: with two dominant outcomes, as GHZ has, one 2.5-sigma cell doubles it).
+
+A negative control shows the test has the power to see a wrong path: Aer's shot branching
+with readout errors IN the model (the bug the classical channel avoids) is rejected.
+
+Seeds are fixed, so a pass or a failure reproduces. By default a representative subset runs
+(3 and 5 qubits, every path, every family; well under a minute of simulation). The wide rows
+(10, 15 and 20 active qubits, where a reference costs minutes) are marked slow and run with
+VQPU_EQUALITY_ALL=1; benchmarks/noise_model.py runs them all. At 15 and 20 qubits Aer's
+per-shot statevector reference is too slow for enough shots, so there the two exact fast
+paths (branching and MPS, different algorithms) are tested against each other.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from circuit_families import FAMILIES  # noqa: E402
+from distributions import homogeneity_p, tvd, tvd_floor  # noqa: E402
+
+from jupyter_vqpu.core import catalog  # noqa: E402
+from jupyter_vqpu.core import snapshot as S  # noqa: E402
+
+WHEN = "2026-01-02T03:04:05Z"
+ALL = os.environ.get("VQPU_EQUALITY_ALL") == "1"
+
+
+@pytest.fixture(scope="module")
+def fez():
+    doc = catalog.builtin_snapshot("fez", created_at=WHEN)
+    sid = S.snapshot_id(S.canonical_bytes(doc))
+    return doc, sid, S.build_target(doc, sid)
+
+
+def prepared(fez, family: str, n: int):
+    from qiskit import transpile
+
+    from jupyter_vqpu_agent.noise import noise_model_for
+
+    doc, sid, target = fez
+    tqc = transpile(FAMILIES[family](n), target=target, optimization_level=1, seed_transpiler=1)
+    used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
+    return tqc, noise_model_for(doc, used, sid)
+
+
+def run(path: str, tqc, model, shots: int, seed: int) -> dict[str, int]:
+    """Counts of one path (the paths as jupyter_vqpu_agent.runner._simulate runs them)."""
+    from qiskit_aer import AerSimulator
+
+    from jupyter_vqpu_agent import runner
+    from jupyter_vqpu_agent.noise import apply_readout, without_readout
+
+    if path == "reference":
+        return AerSimulator(noise_model=model, seed_simulator=seed).run(tqc, shots=shots).result().get_counts()
+    if path in ("density_matrix", "matrix_product_state"):
+        return AerSimulator(noise_model=model, method=path, seed_simulator=seed).run(
+            tqc, shots=shots).result().get_counts()
+    if path == "branching":
+        _, _, measured = runner.circuit_facts(tqc, model)
+        bare = AerSimulator(noise_model=without_readout(model), method="statevector", shot_branching_enable=True,
+                            seed_simulator=seed).run(tqc, shots=shots).result().get_counts()
+        return apply_readout(bare, measured, model.readout_matrices(), tqc.num_clbits,
+                             np.random.default_rng([seed, 1]))
+    if path == "branching_readout_in_model":  # Aer's branching on the full model: the known wrong one
+        return AerSimulator(noise_model=model, method="statevector", shot_branching_enable=True,
+                            seed_simulator=seed).run(tqc, shots=shots).result().get_counts()
+    raise ValueError(path)
+
+
+def assert_same_distribution(ours: dict, ref: dict, what: str) -> None:
+    p, d, floor = homogeneity_p(ours, ref), tvd(ours, ref), tvd_floor(ours, ref)
+    assert p >= 1e-4 and d <= 3 * floor, f"{what}: chi-square p={p:.2e}, TVD {d:.4f}, sampling floor {floor:.4f}"
+
+
+# (family, active qubits asked for, path, shots); the reference runs the same shots with another seed
+SMALL = [(f, n, path, shots) for f in FAMILIES for n in (3, 5)
+         for path, shots in (("density_matrix", 100_000), ("branching", 20_000), ("matrix_product_state", 5_000))]
+WIDE = ([(f, 10, path, 10_000) for f in FAMILIES for path in ("density_matrix", "branching")]
+        + [(f, 10, "matrix_product_state", 2_000) for f in FAMILIES])
+CROSS = [(f, n, shots) for f in FAMILIES for n, shots in ((15, 2_000), (20, 1_000))]
+slow = pytest.mark.skipif(not ALL, reason="wide rows: VQPU_EQUALITY_ALL=1 (or benchmarks/noise_model.py)")
+
+
+def _check(fez, family, n, path, shots):
+    tqc, model = prepared(fez, family, n)
+    ref = run("reference", tqc, model, shots, seed=10**6)
+    ours = run(path, tqc, model, shots, seed=7)
+    assert sum(ours.values()) == shots
+    assert_same_distribution(ours, ref, f"{family}{n} {path}")
+
+
+@pytest.mark.parametrize(("family", "n", "path", "shots"), SMALL)
+def test_fast_path_samples_the_reference_distribution(fez, family, n, path, shots):
+    _check(fez, family, n, path, shots)
+
+
+@pytest.mark.slow
+@slow
+@pytest.mark.parametrize(("family", "n", "path", "shots"), WIDE)
+def test_fast_path_samples_the_reference_distribution_wide(fez, family, n, path, shots):
+    _check(fez, family, n, path, shots)
+
+
+@pytest.mark.slow
+@slow
+@pytest.mark.parametrize(("family", "n", "shots"), CROSS)
+def test_branching_and_mps_agree_where_the_reference_is_too_slow(fez, family, n, shots):
+    tqc, model = prepared(fez, family, n)
+    assert_same_distribution(run("branching", tqc, model, shots, 7), run("matrix_product_state", tqc, model, shots, 8),
+                             f"{family}{n} branching vs MPS")
+
+
+def test_the_test_sees_a_wrong_path_branching_with_readout_in_the_model(fez):
+    """Negative control: Aer's shot branching mis-samples in-model readout errors, and this test says so."""
+    tqc, model = prepared(fez, "ghz", 5)
+    ref = run("reference", tqc, model, 20_000, seed=10**6)
+    wrong = run("branching_readout_in_model", tqc, model, 20_000, seed=7)
+    with pytest.raises(AssertionError, match="chi-square"):
+        assert_same_distribution(wrong, ref, "in-model readout branching")
+    # and the path the runner uses instead passes on the same circuit and shots
+    assert_same_distribution(run("branching", tqc, model, 20_000, seed=7), ref, "branching + readout channel")
+
+
+def test_readout_channel_flips_exactly_as_the_matrices_say():
+    """apply_readout on a known input: each bit flips with P[true][recorded], independently per shot."""
+    from jupyter_vqpu_agent.noise import apply_readout
+
+    shots = 200_000
+    p = {0: np.array([[0.9, 0.1], [0.3, 0.7]]), 1: np.array([[1.0, 0.0], [0.0, 1.0]])}
+    out = apply_readout({"01": shots}, {0: 0, 1: 1}, p, 2, np.random.default_rng(3))  # clbit 0 = 1, clbit 1 = 0
+    assert set(out) <= {"01", "00"} and sum(out.values()) == shots
+    flipped = out.get("00", 0) / shots
+    assert abs(flipped - 0.3) < 4 * math.sqrt(0.3 * 0.7 / shots)  # P(record 0 | true 1) on qubit 0
+    # registers keep Aer's grouping, and an unmeasured clbit stays 0
+    assert set(apply_readout({"0 1": 10}, {0: 0}, {0: np.eye(2)}, 2, np.random.default_rng(1))) == {"0 1"}
