@@ -76,13 +76,18 @@ def vqpu_service(*, url: str, name: str = SERVICE, gateway_config: str | None = 
     """The hub-managed service entry for ``c.JupyterHub.services``.
 
     ``redis_url`` None: the gateway reads ``VQPU_REDIS_URL`` from the hub's
-    environment (keep secrets out of config files)."""
+    environment (keep secrets out of config files); likewise the trusted script
+    loader's ``VQPU_SCRIPT_LOADER_URL`` (the ``vqpu-admin`` user of ``vqpu acl
+    --admin-password-file``), passed on when the hub has it."""
     import os
 
     env = dict(environment or {})
     url_value = redis_url if redis_url is not None else os.environ.get("VQPU_REDIS_URL", "")
     if url_value:
         env["VQPU_REDIS_URL"] = url_value
+    loader = os.environ.get("VQPU_SCRIPT_LOADER_URL", "")
+    if loader and "VQPU_SCRIPT_LOADER_URL" not in env:
+        env["VQPU_SCRIPT_LOADER_URL"] = loader
     command = [python, "-m", "jupyter_vqpu.cli", "gateway"]
     if gateway_config:
         command += ["--config", gateway_config]

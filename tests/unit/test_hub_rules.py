@@ -66,3 +66,14 @@ def test_quota_config_mistakes_are_readable():
     with pytest.raises(VqpuError, match="whole numbers"):
         Quotas({}, {"g": {"max_shots": -1}})
     assert most_generous([Limits(max_shots=1), Limits(max_shots=9)]).max_shots == 9
+
+
+def test_the_hub_service_entry_passes_on_the_script_loader_from_the_hubs_environment(monkeypatch):
+    from jupyter_vqpu_server.hub_config import vqpu_service
+
+    monkeypatch.setenv("VQPU_REDIS_URL", "redis://vqpu-gateway:g@127.0.0.1:6379/0")
+    monkeypatch.setenv("VQPU_SCRIPT_LOADER_URL", "redis://vqpu-admin:a@127.0.0.1:6379/0")
+    env = vqpu_service(url="http://127.0.0.1:10101")["environment"]
+    assert env["VQPU_SCRIPT_LOADER_URL"] == "redis://vqpu-admin:a@127.0.0.1:6379/0"
+    monkeypatch.delenv("VQPU_SCRIPT_LOADER_URL")
+    assert "VQPU_SCRIPT_LOADER_URL" not in vqpu_service(url="http://127.0.0.1:10101")["environment"]
