@@ -150,6 +150,16 @@ def parse_url(url: str) -> Target:
                   options, sentinel_auth, durability)
 
 
+def durability_setting(replicas: int, timeout_ms: int, aof: bool) -> Durability | None:
+    """A knob's durability (traitlets, ``--wait-replicas``): None when ``replicas`` < 0 and no
+    AOF wait is asked, meaning "what the URL says" (``?wait_replicas=``, 0 without it)."""
+    if replicas < 0 and not aof:
+        return None
+    if timeout_ms < 1:
+        raise InvalidRequest(f"wait_timeout_ms must be at least 1, got {timeout_ms}", "e.g. 1000")
+    return Durability(max(replicas, 0), timeout_ms, aof)
+
+
 def durability_of(client: object) -> Durability:
     """The durability the client's URL asked for (``connect`` records it on the client)."""
     return getattr(client, "vqpu_durability", None) or Durability()

@@ -6,9 +6,10 @@ import os
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Callable, Float, Int, List, Unicode, default
+from traitlets import Bool, Callable, Float, Int, List, Unicode, default
 
 from jupyter_vqpu.core import parsing
+from jupyter_vqpu.core.connection import durability_setting
 from jupyter_vqpu.core.control import Limits
 from jupyter_vqpu_server.handlers import ServerApiBase, ServerSocketBase, api_handlers
 from jupyter_vqpu_server.metrics import MetricsHandler
@@ -56,6 +57,12 @@ class VqpuApp(ExtensionApp):
         "the control-plane scripts, so that redis_url's user needs no SCRIPT LOAD (`vqpu acl "
         "--admin-password-file`). Empty: $VQPU_SCRIPT_LOADER_URL, else redis_url's user loads them.",
     )
+    wait_replicas = Int(-1, config=True, help="Acknowledged means on this many replicas: submit, claim and finish "
+                        "return only after WAIT confirms them (a shortfall is a 503 the client retries with its "
+                        "idempotency key). -1: the Redis URL's ?wait_replicas= (0 without it).")
+    wait_timeout_ms = Int(1000, config=True, help="How long one WAIT (or WAITAOF) waits for the replicas (ms).")
+    wait_aof = Bool(False, config=True, help="Also wait for the master's AOF fsync (WAITAOF, Redis 7.2+; an older "
+                    "Redis is refused with a readable error).")
     upstream_url = Unicode(
         "",
         config=True,
@@ -153,6 +160,7 @@ class VqpuApp(ExtensionApp):
                                     timeout_s=self.parser_timeout_s, max_requests=self.parser_max_requests)
         self.service = VqpuService(
             redis_url,
+            durability=durability_setting(self.wait_replicas, self.wait_timeout_ms, self.wait_aof),
             parser=parser,
             script_loader_url=loader_url,
             devices=self.devices,

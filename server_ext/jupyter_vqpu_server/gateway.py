@@ -33,10 +33,11 @@ from typing import Any
 
 from tornado import httpclient, web
 from tornado.websocket import WebSocketHandler
-from traitlets import Dict, Float, Int, List, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
 from traitlets.config import Application
 
 from jupyter_vqpu.core import parsing
+from jupyter_vqpu.core.connection import durability_setting
 from jupyter_vqpu.core.control import Limits
 from jupyter_vqpu.core.errors import VqpuError
 from jupyter_vqpu_server.caller import SCOPE_INSTRUCT, Caller, caller_from_hub
@@ -267,6 +268,12 @@ class VqpuGateway(Application):
                                 "empty: redis_url's user loads them).")
     devices = List(Unicode(), default_value=[], config=True,
                    help="Device names served. Empty: every registered device.")
+    wait_replicas = Int(-1, config=True, help="Acknowledged means on this many replicas: submit, claim and finish "
+                        "return only after WAIT confirms them (a shortfall is a 503 the client retries with its "
+                        "idempotency key). -1: the Redis URL's ?wait_replicas= (0 without it).")
+    wait_timeout_ms = Int(1000, config=True, help="How long one WAIT (or WAITAOF) waits for the replicas (ms).")
+    wait_aof = Bool(False, config=True, help="Also wait for the master's AOF fsync (WAITAOF, Redis 7.2+; an older "
+                    "Redis is refused with a readable error).")
     default_limits = Dict(
         default_value={}, config=True,
         help="Limits for users in none of group_limits' groups, e.g. {'max_shots': 20000, "
@@ -347,7 +354,9 @@ class VqpuGateway(Application):
         self.service = VqpuService(self.redis_url, script_loader_url=self.script_loader_url, parser=parser,
                                    devices=self.devices, limits=self.quotas.default,
                                    limits_for=self.quotas.for_caller, max_workers=self.worker_threads,
-                                   events_block_ms=self.events_block_ms)
+                                   events_block_ms=self.events_block_ms,
+                                   durability=durability_setting(self.wait_replicas, self.wait_timeout_ms,
+                                                                 self.wait_aof))
         self.service.warm_up()
         directory = GroupDirectory(hub_auth.api_url, hub_auth.api_token, self.group_cache_seconds)
         prefix = self.service_prefix

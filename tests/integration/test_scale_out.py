@@ -115,3 +115,59 @@ def test_time_is_asked_of_each_devices_own_node(redis_cluster):
     for d in DEVICES:
         node = node_client(client, Keys(d).device)
         assert node.connection_pool.connection_kwargs["port"] == redis_cluster.master_of(Keys(d).device).port
+
+
+def test_a_replica_shortfall_is_an_error_never_a_silent_success(redis_url):
+    """?wait_replicas=1 on a node without replicas: the submission is refused as NotDurable every time
+    (its retry with the same idempotency key too), never acknowledged."""
+    from jupyter_vqpu.core.errors import NotDurable
+
+    cp = ControlPlane(connect(redis_url + "?wait_replicas=1&wait_timeout_ms=50"))
+    cp.seed(["fez"])
+    for _ in range(2):
+        with pytest.raises(NotDurable) as info:
+            cp.submit(owner="alice", device="fez", circuit=BELL_QASM2, shots=8, idempotency_key="k")
+        assert "0 of 1 replicas" in info.value.message and "idempotency key" in info.value.hint
+    assert info.value.http_status == 503
+
+
+def test_wait_aof_is_refused_before_any_write_where_redis_lacks_waitaof(redis_url):
+    """Redis 7.0 (Debian 12) has no WAITAOF: ?wait_aof=1 is a readable error and nothing is written;
+    on 7.2+ the submission is acknowledged after the master's fsync."""
+    import redis
+
+    cp = ControlPlane(connect(redis_url + "?wait_aof=1"))
+    cp.seed(["fez"])
+    version = tuple(int(x) for x in redis.Redis.from_url(redis_url).info("server")["redis_version"].split(".")[:2])
+    if version >= (7, 2):
+        assert cp.submit(owner="alice", device="fez", circuit=BELL_QASM2, shots=8)["state"] == "queued"
+        return
+    from jupyter_vqpu.core.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as info:
+        cp.submit(owner="alice", device="fez", circuit=BELL_QASM2, shots=8)
+    assert "WAITAOF" in info.value.message and "wait_aof" in info.value.hint
+    assert cp.tasks("alice") == []
+
+
+def test_an_agent_with_only_its_acl_rules_serves_a_cluster(redis_cluster, tmp_path):
+    """`vqpu acl`'s agent rules are enough for a cluster client (slot map, command table, WAIT):
+    the rules set on every node, the agent acknowledges its claims and results on a replica."""
+    from jupyter_vqpu.core.acl import agent_rules
+
+    redis_cluster.flushall()
+    cp = _cp(redis_cluster.url)
+    for node in redis_cluster.nodes:
+        redis_cluster.client(node).execute_command("ACL", "SETUSER", "vqpu-agent", "on", ">agent-pw",
+                                                   *agent_rules(DEVICES))
+    url = redis_cluster.url.replace("redis+cluster://", "redis+cluster://vqpu-agent:agent-pw@") + "?wait_replicas=1"
+    running = Running(url, EchoExecutor(), tmp_path, devices=DEVICES, reap_every_s=0.5)
+    try:
+        ids = [Client(control=cp).submit(BELL_QASM2, device=d, shots=16).id for d in DEVICES]
+        for tid in ids:
+            assert cp.wait(tid, timeout=60)["state"] == "completed"
+        assert running.agent.cp.durability.replicas == 1
+    finally:
+        running.stop()
+        for node in redis_cluster.nodes:
+            redis_cluster.client(node).acl_deluser("vqpu-agent")
