@@ -54,3 +54,21 @@ def open_private(path: Path | str, *, append: bool = False) -> BinaryIO:
         os.close(fd)
         raise
 
+
+
+def write_atomic(path: Path | str, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` as a 0600 file, atomically: a reader sees all of it or nothing.
+
+    Written to a hidden temporary beside it and renamed (a rename within a directory is
+    atomic). ``durable`` fsyncs the data first, for records that must survive a crash of
+    the machine (a bundle's files, its result); spool markers are signals between live
+    processes and pass ``durable=False``. The one atomic write of the agent, the runner
+    and the pilot."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open_private(tmp) as fh:
+        fh.write(data)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
