@@ -46,7 +46,8 @@ import threading
 import time
 from pathlib import Path
 
-from jupyter_vqpu_agent import private
+from jupyter_vqpu_agent import private, worker_protocol
+from jupyter_vqpu_agent.worker_protocol import RunBundle
 
 INBOX, RUNNING, DONE, CANCEL = "inbox", "running", "done", "cancel"
 DRAINING_FILE = "draining"
@@ -54,16 +55,6 @@ ALIVE_FILE = "pilot.alive"
 STATE_FILE = "state.json"
 JOB_ID_FILE = "slurm_job_id"
 DIRS = (INBOX, RUNNING, DONE, CANCEL)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a hidden temporary file in the same directory and rename: a reader sees all
-    of it or nothing. No fsync: spool files are signals between live processes, not records
-    that must survive a crash of the machine (the task's result.json is fsync'ed by the runner)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with private.open_private(tmp) as fh:  # 0600, as everything in a spool
-        fh.write(data)
-    os.replace(tmp, path)
 
 
 def marker_text(bundle_dir: Path | str, timeout_s: float) -> str:
@@ -151,31 +142,17 @@ class DirWatch:
 
 
 def _child(runner_module: str) -> int:
-    """``python -m jupyter_vqpu_agent.spool --child MODULE``: jupyter_vqpu_agent.worker's protocol for a runner module other
-    than jupyter_vqpu_agent.runner (tests use a stand-in). Calls MODULE.run_bundle(path) or MODULE.main([path])."""
-    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    sys.stdout.flush()
-    os.dup2(2, 1)
-    mod = importlib.import_module(runner_module)
-    proto.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
-    for line in sys.stdin:
-        path = line.strip()
-        if not path:
-            continue
-        try:
-            if hasattr(mod, "run_bundle"):
-                ok = bool(mod.run_bundle(Path(path)).get("ok"))
-            else:
-                ok = mod.main([path]) == 0
-        except SystemExit as exc:
-            ok = exc.code in (0, None)
-        except Exception as exc:
-            print(f"vqpu pilot child: {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            ok = False
-        sys.stdout.flush()
-        sys.stderr.flush()
-        proto.write(json.dumps({"bundle": path, "ok": ok}) + "\n")
-    return 0
+    """``python -m jupyter_vqpu_agent.spool --child MODULE``: the warm-worker protocol
+    (:mod:`jupyter_vqpu_agent.worker_protocol`) for a runner module other than
+    jupyter_vqpu_agent.runner (tests use a stand-in). Calls MODULE.run_bundle(path) or MODULE.main([path])."""
+
+    def load() -> RunBundle:
+        mod = importlib.import_module(runner_module)
+        if hasattr(mod, "run_bundle"):
+            return lambda path: bool(mod.run_bundle(path).get("ok"))
+        return lambda path: mod.main([str(path)]) == 0
+
+    return worker_protocol.serve(load, "vqpu pilot child")
 
 
 # ------------------------------------------------------------- the pilot
@@ -218,7 +195,7 @@ class Pilot:
                "job_id": os.environ.get("SLURM_JOB_ID", ""), "started": self.started, "deadline": self.deadline,
                "slots": len(self.slots), "tasks": self.tasks, "updated": time.time()}
         try:
-            write_atomic(self.spool / STATE_FILE, json.dumps(doc, sort_keys=True).encode())
+            private.write_atomic(self.spool / STATE_FILE, json.dumps(doc, sort_keys=True).encode(), durable=False)
         except OSError as exc:
             print(f"vqpu pilot: cannot write its state: {exc}", file=sys.stderr, flush=True)
 
@@ -284,7 +261,8 @@ class Pilot:
         self.tasks += 1
         self.last_activity = time.monotonic()
         try:
-            write_atomic(self.spool / DONE / name, json.dumps({"status": status, "message": message}).encode())
+            private.write_atomic(self.spool / DONE / name, json.dumps({"status": status, "message": message}).encode(),
+                                 durable=False)
         except OSError as exc:
             print(f"vqpu pilot: cannot record {name} as done: {exc}", file=sys.stderr, flush=True)
         for d in (RUNNING, CANCEL):
@@ -358,15 +336,8 @@ class Pilot:
                 print(f"vqpu pilot: child {slot.index} died while idle (exit {code})", file=sys.stderr, flush=True)
             return
         slot.buf += chunk
-        while b"\n" in slot.buf:
-            i = slot.buf.index(b"\n")
-            raw = bytes(slot.buf[:i]).decode(errors="replace")
-            del slot.buf[: i + 1]
-            if raw.startswith("{"):
-                try:
-                    self._on_line(slot, json.loads(raw))
-                except ValueError:
-                    pass
+        while (message := worker_protocol.next_message(slot.buf)) is not None:
+            self._on_line(slot, message)
 
     def _check_running(self) -> None:
         now = time.monotonic()

@@ -7,25 +7,17 @@ model costs more. A warm worker pays that once and keeps ``jupyter_vqpu_agent.ru
 caches between tasks. Each task still reads only its bundle and writes only its
 result.json, exactly as ``python -m jupyter_vqpu_agent.runner`` would.
 
-Protocol on the ORIGINAL stdout, one JSON object per line:
-``{"ready": true, "pid": N}`` once warm, then ``{"bundle": PATH, "ok": BOOL}``
-per input line. Everything else anyone prints (Qiskit, Aer, the native OpenQASM
-importer's diagnostics) lands on stderr, so it cannot corrupt the protocol.
+The line protocol on the ORIGINAL stdout (``ready``, then one answer per
+bundle; everything else anyone prints lands on stderr) is
+:mod:`jupyter_vqpu_agent.worker_protocol`'s.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-
-def _protocol_stream():
-    """Keep the real stdout for the protocol and point fd 1 (and sys.stdout) at stderr."""
-    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    sys.stdout.flush()
-    os.dup2(2, 1)
-    return proto
+from jupyter_vqpu_agent.worker_protocol import RunBundle, serve
 
 
 def _warm_up() -> None:
@@ -48,31 +40,18 @@ def _warm_up() -> None:
     jupyter_vqpu_agent.runner._device_info()
 
 
+def _load() -> RunBundle:
+    _warm_up()
+    from jupyter_vqpu_agent.runner import run_bundle
+
+    return lambda path: bool(run_bundle(path).get("ok"))
+
+
 def main(argv: list[str] | None = None) -> int:
     from jupyter_vqpu_agent.private import UMASK
 
     os.umask(UMASK)  # a job process: whatever it writes is private
-    proto = _protocol_stream()
-    _warm_up()
-    from pathlib import Path
-
-    from jupyter_vqpu_agent.runner import run_bundle
-
-    proto.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
-    proto.flush()
-    for line in sys.stdin:
-        path = line.strip()
-        if not path:
-            continue
-        try:
-            ok = bool(run_bundle(Path(path)).get("ok"))
-        except Exception as exc:  # run_bundle already guards; this only keeps the worker alive
-            print(f"vqpu worker: {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            ok = False
-        sys.stderr.flush()
-        proto.write(json.dumps({"bundle": path, "ok": ok}) + "\n")
-        proto.flush()
-    return 0
+    return serve(_load, "vqpu worker")
 
 
 if __name__ == "__main__":

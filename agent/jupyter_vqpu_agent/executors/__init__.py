@@ -19,7 +19,8 @@ def make_executor(name: str, args: argparse.Namespace | None = None, work_root: 
         cold = bool(getattr(args, "cold", False))
         return LocalExecutor(slots=max(1, getattr(args, "capacity", 1)), warm=not cold, log_dir=work_root)
     if name == "slurm":
-        from jupyter_vqpu_agent.executors.slurm import SlurmConfig, SlurmExecutor
+        from jupyter_vqpu_agent.executors.slurm import SlurmExecutor
+        from jupyter_vqpu_agent.executors.slurm_config import SlurmConfig
 
         path = getattr(args, "slurm_config", None)
         config = SlurmConfig.load(path) if path else SlurmConfig()
@@ -28,7 +29,8 @@ def make_executor(name: str, args: argparse.Namespace | None = None, work_root: 
             config = SlurmConfig.from_mapping({**_asdict(config), "partition": partition})
         return SlurmExecutor(config)
     if name == "slurm-pilot":
-        from jupyter_vqpu_agent.executors.pilot import PilotConfig, SlurmPilotExecutor
+        from jupyter_vqpu_agent.executors.pilot import SlurmPilotExecutor
+        from jupyter_vqpu_agent.executors.slurm_config import PilotConfig
 
         path = getattr(args, "slurm_config", None)
         config = PilotConfig.load(path) if path else PilotConfig()

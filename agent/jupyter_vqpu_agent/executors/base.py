@@ -27,10 +27,19 @@ class Job:
     name: str = ""
     # Executor-owned bookkeeping (process handle, Slurm job id, ...).
     handle: dict[str, Any] = field(default_factory=dict)
+    #: The claim's fencing token, opaque (``<attempt>-<nonce>``): unique per claim, where the
+    #: attempt number is not (a Redis failover can roll it back and hand it out again).
+    token: str = ""
 
     @property
-    def key(self) -> tuple[str, int]:
-        return (self.task_id, self.attempt)
+    def claim_tag(self) -> str:
+        """What names this claim's job in a scheduler or on disk: the token (the attempt for a
+        Job built without one), so a replayed claim never adopts an earlier claim's job."""
+        return self.token or str(int(self.attempt))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.task_id, self.claim_tag)
 
 
 class Reporter(Protocol):
@@ -56,6 +65,13 @@ class Reporter(Protocol):
         The agent hands the task back to the queue at once (attempt+1), as for
         any lost lease. Executors call :func:`report_lost`, which falls back to
         ``failed(job, "lost", message)`` for a reporter without this method."""
+
+
+def one_line(text: str, limit: int = 600) -> str:
+    """``text`` as one line of at most ``limit`` characters: a report's message is shown to the
+    user on one line, and a scheduler's multi-line stderr must not turn into several."""
+    text = " | ".join(s.strip() for s in text.splitlines() if s.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def report_result(reporter: Reporter, job: Job, result: Any) -> None:

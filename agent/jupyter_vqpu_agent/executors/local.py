@@ -10,11 +10,8 @@ one, has its process killed; a killed warm worker is replaced.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
-import selectors
 import subprocess
 import sys
 import tempfile
@@ -22,9 +19,11 @@ import threading
 import time
 from pathlib import Path
 
+from jupyter_vqpu.core.logs import task_fields
 from jupyter_vqpu_agent import bundle, private
 from jupyter_vqpu_agent.executors.base import Executor, Job, Reporter, report_lost, report_result
 from jupyter_vqpu_agent.jobenv import job_environment
+from jupyter_vqpu_agent.worker_protocol import read_message
 
 log = logging.getLogger("vqpu.executor.local")
 
@@ -149,11 +148,12 @@ class LocalExecutor(Executor):
             try:
                 self._run(slot, job)
             except Exception as exc:  # a bug here must not take the slot down
-                log.exception("local executor: %s failed", job.task_id)
+                log.exception("local executor: %s failed", job.task_id, extra=task_fields(job.task_id, job.attempt))
                 try:
                     self.reporter.failed(job, "runner_error", f"local executor error: {exc}")
                 except Exception:
-                    log.exception("local executor: could not report %s", job.task_id)
+                    log.exception("local executor: could not report %s", job.task_id,
+                                  extra=task_fields(job.task_id, job.attempt))
             except BaseException:
                 slot.orphan = job  # the restarted slot reports it lost
                 raise
@@ -171,9 +171,8 @@ class LocalExecutor(Executor):
             try:
                 proc.stdin.write(f"{job.bundle_dir}\n".encode())
             except OSError:
-                pass  # it died; _read_line sees EOF
-            line = _read_line(proc, deadline)
-            if line is not None:
+                pass  # it died; read_message sees EOF
+            if read_message(proc, deadline) is not None:
                 self._report_result(job)
                 return
             # No answer: killed (cancel, timeout) or crashed. Replace the worker.
@@ -228,38 +227,12 @@ class LocalExecutor(Executor):
             proc = subprocess.Popen([self.python, "-m", self.worker_module], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=err, bufsize=0, env=job_environment(),
                                     umask=private.UMASK)
-        line = _read_line(proc, time.monotonic() + 120)
-        if line is None or not json.loads(line).get("ready"):
+        hello = read_message(proc, time.monotonic() + 120)
+        if hello is None or not hello.get("ready"):
             _kill(proc)
             raise RuntimeError(f"the warm worker did not start; see {log_path}")
         slot.proc = proc
         return proc
-
-
-def _read_line(proc: subprocess.Popen, deadline: float) -> str | None:
-    """One JSON protocol line from a worker, or None on EOF or at the deadline.
-
-    Reads the raw pipe under select() with our own buffer, so a line already
-    read ahead is never stuck behind a blocking select."""
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    buf: bytearray = proc.__dict__.setdefault("_vqpu_buf", bytearray())
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while True:
-            while b"\n" in buf:
-                i = buf.index(b"\n")
-                line = bytes(buf[:i]).decode(errors="replace")
-                del buf[: i + 1]
-                if line.startswith("{"):
-                    return line
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not sel.select(timeout=remaining):
-                return None
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return None
-            buf += chunk
 
 
 def _kill(proc: subprocess.Popen) -> None:

@@ -28,9 +28,11 @@ directory (``SPOOL_ROOT/pilot-.../``, see :mod:`jupyter_vqpu_agent.spool` for th
 * ``cancel``: a queued marker is removed from the inbox (then the pilot never sees
   it); a running one gets a ``cancel/`` marker and the pilot kills its worker.
 
-Slurm commands go through :class:`~agent.executors.slurm.SlurmExecutor`'s helpers
-(timeouts, retries with backoff, sbatch adoption), the script through its validated
-``#SBATCH`` rendering. This module never imports Redis.
+Slurm commands go through :class:`~jupyter_vqpu_agent.executors.slurm_commands.SlurmCommands`
+(timeouts, retries with backoff, sbatch adoption), the script through
+:mod:`~jupyter_vqpu_agent.executors.slurm_render`'s validated ``#SBATCH`` rendering; the
+settings are :class:`~jupyter_vqpu_agent.executors.slurm_config.PilotConfig`. This module never
+imports Redis.
 """
 
 from __future__ import annotations
@@ -48,24 +50,20 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_vqpu.core.errors import VqpuError
+from jupyter_vqpu.core.logs import task_fields
 from jupyter_vqpu_agent import bundle, private
 from jupyter_vqpu_agent import spool as spool
-from jupyter_vqpu_agent.executors.base import Executor, Job, Reporter, report_lost, report_result
-from jupyter_vqpu_agent.executors.slurm import (
-    _CONTROL_RE,
-    SchedulerError,
-    SlurmConfig,
-    SlurmConfigError,
-    SlurmExecutor,
-    _one_line,
-    _ScriptTemplate,
-    _slurm_path,
+from jupyter_vqpu_agent.executors.base import Executor, Job, Reporter, one_line, report_lost, report_result
+from jupyter_vqpu_agent.executors.slurm_commands import SchedulerError, SlurmCommands, map_state
+from jupyter_vqpu_agent.executors.slurm_config import PilotConfig, SlurmConfig
+from jupyter_vqpu_agent.executors.slurm_render import (
+    export_lines,
     find_template,
-    map_state,
+    job_name,
     sanitize_job_name,
     sbatch_lines,
+    substitute,
 )
-from jupyter_vqpu_agent.jobenv import source_pythonpath
 
 log = logging.getLogger("vqpu.executor.pilot")
 
@@ -75,82 +73,6 @@ BUNDLE_POINTER = "pilot_job.json"  # in the bundle: which spool and marker name 
 
 REASON_PENDING = "pilot allocation pending"
 REASON_QUEUED = "queued in pilot"
-
-
-def parse_time_limit(text: str) -> float | None:
-    """A Slurm time ("30", "30:00", "1:00:00", "1-00:00:00", "UNLIMITED") in seconds; None when unlimited."""
-    t = text.strip().upper()
-    if t in ("UNLIMITED", "INFINITE"):
-        return None
-    days = 0
-    if "-" in t:
-        d, t = t.split("-", 1)
-        days = int(d)
-        parts = [int(x) for x in t.split(":")]
-        while len(parts) < 3:
-            parts.append(0)  # D-H, D-H:M
-        h, m, s = parts
-    else:
-        parts = [int(x) for x in t.split(":")]
-        if len(parts) == 1:
-            h, m, s = 0, parts[0], 0
-        elif len(parts) == 2:
-            h, (m, s) = 0, parts
-        else:
-            h, m, s = parts
-    return float(((days * 24 + h) * 60 + m) * 60 + s)
-
-
-@dataclass
-class PilotConfig(SlurmConfig):
-    """SlurmConfig's #SBATCH knobs (partition, account, qos, mem, cpus, gres, extras,
-    setup, env, python, ...) for the pilot allocation, plus the pilot's own.
-    ``time_limit`` is not used: the allocation's is ``pilot_time_limit``."""
-
-    pilot_time_limit: str = "00:30:00"  # the allocation's --time (Slurm format)
-    renew_margin_s: float = 300.0  # submit a successor when the allocation has less than this left
-    idle_timeout_s: float = 600.0  # a pilot with no task for this long exits (0: never)
-    spool_dir: str | None = None  # None: WORK_ROOT/pilot-spool (must be on the shared file system)
-    pilot_slots: int = 1  # tasks one pilot runs at once (one warm worker each)
-    pilot_template: str | None = None  # None: the packaged slurm/pilot.sbatch.tmpl
-    pilot_module: str = "jupyter_vqpu_agent.spool"
-    spool_poll_s: float = 0.01  # how often both sides look at the spool
-    spool_inotify: bool = True  # also wake on inotify events (same-host changes only; polling stays)
-    heartbeat_s: float = 1.0  # the pilot touches pilot.alive this often
-    heartbeat_stale_s: float = 30.0  # a running pilot silent this long is dead (scancel'ed, tasks lost)
-    release_on_shutdown: bool = False  # True: an agent shutting down drains its pilots (no re-attach)
-
-    def validate(self) -> None:
-        super().validate()
-
-        def bad(what: str, value: Any, why: str) -> SlurmConfigError:
-            return SlurmConfigError(f"invalid pilot setting {what}={value!r}: {why}",
-                                    hint="fix the Slurm pilot configuration (see slurm/README.md, Pilot mode)")
-
-        from jupyter_vqpu_agent.executors.slurm import _TIME_RE
-
-        if not isinstance(self.pilot_time_limit, str) or not _TIME_RE.fullmatch(self.pilot_time_limit):
-            raise bad("pilot_time_limit", self.pilot_time_limit, 'a Slurm time such as "00:30:00" or "30"')
-        limit = parse_time_limit(self.pilot_time_limit)
-        if not self.renew_margin_s >= 0 or (limit is not None and self.renew_margin_s >= limit):
-            raise bad("renew_margin_s", self.renew_margin_s, "between 0 and the pilot's time limit")
-        if not self.idle_timeout_s >= 0:
-            raise bad("idle_timeout_s", self.idle_timeout_s, "0 (never) or a positive number of seconds")
-        if not isinstance(self.pilot_slots, int) or self.pilot_slots < 1:
-            raise bad("pilot_slots", self.pilot_slots, "a positive integer")
-        if self.spool_dir is not None and _CONTROL_RE.search(str(self.spool_dir)):
-            raise bad("spool_dir", self.spool_dir, "holds control characters")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", self.pilot_module):
-            raise bad("pilot_module", self.pilot_module, "a dotted Python module name")
-        for name in ("spool_poll_s", "heartbeat_s", "heartbeat_stale_s"):
-            if not getattr(self, name) > 0:
-                raise bad(name, getattr(self, name), "must be positive")
-        if self.heartbeat_stale_s <= 2 * self.heartbeat_s:
-            raise bad("heartbeat_stale_s", self.heartbeat_stale_s, "must be well above heartbeat_s")
-
-    @property
-    def limit_s(self) -> float | None:
-        return parse_time_limit(self.pilot_time_limit)
 
 
 @dataclass
@@ -202,8 +124,8 @@ class SlurmPilotExecutor(Executor):
         self.config = config
         root = Path(config.spool_dir) if config.spool_dir else Path(work_root or Path.cwd()) / "pilot-spool"
         self.spool_root = root.resolve()
-        self._sl = SlurmExecutor(config)  # its Slurm command helpers; its poller is never started
-        self.calls = self._sl.calls
+        self.commands = SlurmCommands(config)
+        self.calls = self.commands.calls
         self._lock = threading.RLock()
         self._launch_lock = threading.Lock()
         self._pilots: dict[str, _Pilot] = {}
@@ -223,7 +145,7 @@ class SlurmPilotExecutor(Executor):
         self._adopt_live_pilots()
         if self._thread is None:
             self._stop.clear()
-            self._sl._stop.clear()
+            self.commands.stop.clear()
             self._thread = threading.Thread(target=self._loop, name="slurm-pilot-watcher", daemon=True)
             self._thread.start()
 
@@ -232,15 +154,16 @@ class SlurmPilotExecutor(Executor):
             if job.key in self._cancelled:
                 self._cancelled.discard(job.key)
                 return
-        name = f"{time.time_ns()}-{sanitize_job_name(job.task_id, 60)}-a{int(job.attempt)}"
+        name = f"{time.time_ns()}-{sanitize_job_name(job.task_id, 60)}-a{sanitize_job_name(job.claim_tag, 40)}"
         try:
             pilot = self._active_pilot(create=True)
             assert pilot is not None
             self._drop(pilot, name, job)
         except (VqpuError, OSError) as exc:
             msg = exc.message if isinstance(exc, VqpuError) else str(exc)
-            log.warning("pilot submission of %s failed: %s", job.task_id, msg)
-            self.reporter.failed(job, "scheduler_failed", _one_line(f"could not hand the task to a pilot: {msg}"))
+            log.warning("pilot submission of %s failed: %s", job.task_id, msg,
+                        extra=task_fields(job.task_id, job.attempt))
+            self.reporter.failed(job, "scheduler_failed", one_line(f"could not hand the task to a pilot: {msg}"))
             return
         t = _Tracked(job, name, pilot)
         self._report_scheduled(t)
@@ -267,9 +190,10 @@ class SlurmPilotExecutor(Executor):
             self._forget(t)
             return
         try:  # claimed: ask the pilot to kill it; the watcher drops it when it lands in done/
-            spool.write_atomic(t.pilot.spool / spool.CANCEL / t.name, b"cancel\n")
+            private.write_atomic(t.pilot.spool / spool.CANCEL / t.name, b"cancel\n", durable=False)
         except OSError as exc:
-            log.warning("could not ask pilot %s to cancel %s: %s", t.pilot.job_id, job.task_id, exc)
+            log.warning("could not ask pilot %s to cancel %s: %s", t.pilot.job_id, job.task_id, exc,
+                        extra=task_fields(job.task_id, job.attempt))
 
     def reattach(self, job: Job) -> bool:
         try:
@@ -286,7 +210,8 @@ class SlurmPilotExecutor(Executor):
             try:
                 self._poll_slurm([pilot])
             except SchedulerError as exc:
-                log.warning("re-attaching to pilot %s without confirmation: %s", pilot.job_id, exc)
+                log.warning("re-attaching to pilot %s without confirmation: %s", pilot.job_id, exc,
+                            extra=task_fields(job.task_id, job.attempt))
             with self._lock:
                 self._pilots.setdefault(pilot.gen, pilot)
                 pilot = self._pilots[pilot.gen]
@@ -303,7 +228,8 @@ class SlurmPilotExecutor(Executor):
             return True
         with self._lock:
             self._tracked[job.key] = t
-        log.info("re-attached %s attempt %d to pilot %s (%s)", job.task_id, job.attempt, pilot.job_id, where)
+        log.info("re-attached %s attempt %d to pilot %s (%s)", job.task_id, job.attempt, pilot.job_id, where,
+                 extra=task_fields(job.task_id, job.attempt))
         return True
 
     def shutdown(self, wait: bool = True) -> None:
@@ -311,7 +237,7 @@ class SlurmPilotExecutor(Executor):
         if self.config.release_on_shutdown:
             self.release()
         self._stop.set()
-        self._sl._stop.set()
+        self.commands.stop.set()
         if self._thread is not None and wait:
             self._thread.join(timeout=self.config.command_timeout_s + 5)
         self._thread = None
@@ -323,7 +249,7 @@ class SlurmPilotExecutor(Executor):
         for p in pilots:
             self._ask_drain(p)
             if p.job_id and not p.ever_ready and p.slurm_kind == "pending":
-                self._sl._scancel(p.job_id)
+                self.commands.scancel(p.job_id)
 
     def pilots(self) -> list[dict]:
         """The allocations known now: job id, spool, Slurm kind, pilot state."""
@@ -355,16 +281,12 @@ class SlurmPilotExecutor(Executor):
             private.make_dirs(sp / d)
         pilot = _Pilot(gen, sp)
         script = sp / SCRIPT_FILE
-        bundle.write_atomic(script, self._render(gen, sp).encode())  # 0600: sbatch reads it
+        private.write_atomic(script, self._render(gen, sp).encode())  # 0600: sbatch reads it
         pseudo = Job(task_id=gen[len("pilot-"):], attempt=1, bundle_dir=sp, timeout_s=0, name="pilot")
-        from jupyter_vqpu_agent.executors.slurm import job_name
-
         name = job_name(cfg, pseudo)
-        job_id = self._sl._sbatch(["sbatch", "--parsable", f"--chdir={sp}", f"--output={_slurm_path(sp / 'pilot.out')}",
-                                   f"--error={_slurm_path(sp / 'pilot.err')}", f"--job-name={name}",
-                                   f"--export={cfg.export}", str(script)], name)
+        job_id = self.commands.submit(script, chdir=sp, stdout=sp / "pilot.out", stderr=sp / "pilot.err", name=name)
         pilot.job_id = job_id
-        bundle.write_atomic(sp / spool.JOB_ID_FILE, f"{job_id}\n".encode())
+        private.write_atomic(sp / spool.JOB_ID_FILE, f"{job_id}\n".encode())
         with self._lock:
             self._pilots[gen] = pilot
         log.info("pilot allocation %s submitted (spool %s)", job_id, sp)
@@ -378,10 +300,6 @@ class SlurmPilotExecutor(Executor):
         pseudo = Job(task_id=gen[len("pilot-"):], attempt=1, bundle_dir=sp, timeout_s=limit or 0, name="pilot")
         lines_cfg = SlurmConfig.from_mapping({**{f: getattr(cfg, f) for f in SlurmConfig.__dataclass_fields__},
                                               "time_limit": cfg.pilot_time_limit})
-        exports = [f"export {k}={q(str(v))}" for k, v in cfg.env.items()]
-        pp = source_pythonpath() if cfg.pythonpath is None else cfg.pythonpath
-        if pp:
-            exports.append(f'export PYTHONPATH={q(pp)}"${{PYTHONPATH:+:$PYTHONPATH}}"')
         args = ["--slots", str(cfg.pilot_slots), "--runner-module", cfg.runner_module,
                 "--time-limit-s", f"{limit or 0:g}", "--stop-claiming-s", f"{cfg.renew_margin_s / 2:g}",
                 "--idle-timeout-s", f"{cfg.idle_timeout_s:g}", "--poll-s", f"{cfg.spool_poll_s:g}",
@@ -389,17 +307,13 @@ class SlurmPilotExecutor(Executor):
         values = {
             "vqpu_sbatch": "\n".join(sbatch_lines(lines_cfg, pseudo)),
             "vqpu_spool": q(str(sp)),
-            "vqpu_exports": "\n".join(exports),
+            "vqpu_exports": "\n".join(export_lines(cfg)),
             "vqpu_setup": "\n".join(cfg.setup) if cfg.setup else ":",
             "vqpu_python": q(cfg.python),
             "vqpu_pilot_module": q(cfg.pilot_module),
             "vqpu_pilot_args": " ".join(q(a) for a in args),
         }
-        try:
-            return _ScriptTemplate(find_template(PILOT_TEMPLATE_NAME, cfg.pilot_template)).substitute(values)
-        except KeyError as exc:
-            raise SlurmConfigError(f"the pilot template uses an unknown placeholder ${{{exc.args[0]}}}",
-                                   hint="placeholders are: " + ", ".join(sorted(values))) from None
+        return substitute(find_template(PILOT_TEMPLATE_NAME, cfg.pilot_template), values, "the pilot template")
 
     def _load_pilot(self, sp: Path) -> _Pilot | None:
         try:
@@ -445,7 +359,7 @@ class SlurmPilotExecutor(Executor):
             return
         p.drain_asked = True
         try:
-            spool.write_atomic(p.spool / spool.DRAINING_FILE, b"drain\n")
+            private.write_atomic(p.spool / spool.DRAINING_FILE, b"drain\n", durable=False)
         except OSError as exc:
             log.warning("could not ask pilot %s to drain: %s", p.job_id, exc)
 
@@ -470,13 +384,15 @@ class SlurmPilotExecutor(Executor):
     def _drop(self, pilot: _Pilot, name: str, job: Job) -> None:
         bundle_dir = Path(job.bundle_dir).resolve()
         self._point(job, pilot, name)
-        spool.write_atomic(pilot.spool / spool.INBOX / name, spool.marker_text(bundle_dir, job.timeout_s).encode())
+        private.write_atomic(pilot.spool / spool.INBOX / name, spool.marker_text(bundle_dir, job.timeout_s).encode(),
+                             durable=False)
 
     def _point(self, job: Job, pilot: _Pilot, name: str) -> None:
         job.handle["slurm_job_id"] = pilot.job_id
         job.handle["pilot_spool"] = str(pilot.spool)
-        spool.write_atomic(Path(job.bundle_dir) / BUNDLE_POINTER,
-                            json.dumps({"spool": str(pilot.spool), "name": name, "job_id": pilot.job_id}).encode())
+        private.write_atomic(Path(job.bundle_dir) / BUNDLE_POINTER,
+                             json.dumps({"spool": str(pilot.spool), "name": name, "job_id": pilot.job_id}).encode(),
+                             durable=False)
 
     def _report_scheduled(self, t: _Tracked) -> None:
         reason = REASON_QUEUED if t.pilot.state == "ready" else REASON_PENDING
@@ -510,7 +426,7 @@ class SlurmPilotExecutor(Executor):
                     return  # claimed meanwhile
                 self._forget(t)
                 self.reporter.failed(t.job, "scheduler_failed",
-                                     _one_line(f"could not start a new pilot allocation: {exc.message}"))
+                                     one_line(f"could not start a new pilot allocation: {exc.message}"))
             return
         assert target is not None
         try:
@@ -521,9 +437,11 @@ class SlurmPilotExecutor(Executor):
         try:
             self._point(t.job, target, t.name)
         except OSError as exc:
-            log.warning("could not record the new pilot of %s: %s", t.job.task_id, exc)
+            log.warning("could not record the new pilot of %s: %s", t.job.task_id, exc,
+                        extra=task_fields(t.job.task_id, t.job.attempt))
         t.reason = ""
-        log.info("%s moved from pilot %s to pilot %s", t.job.task_id, old.job_id, target.job_id)
+        log.info("%s moved from pilot %s to pilot %s", t.job.task_id, old.job_id, target.job_id,
+                 extra=task_fields(t.job.task_id, t.job.attempt))
         self._report_scheduled(t)
 
     def _finalize(self, t: _Tracked) -> None:
@@ -548,9 +466,9 @@ class SlurmPilotExecutor(Executor):
         what = status.get("status")
         msg = str(status.get("message") or "")
         if what == "timeout":
-            self.reporter.failed(job, "timeout", _one_line(msg or f"the job ran over its time limit of {job.timeout_s:g} s"))
+            self.reporter.failed(job, "timeout", one_line(msg or f"the job ran over its time limit of {job.timeout_s:g} s"))
         elif result is None and what in ("crashed", "failed", "cancelled"):
-            self.reporter.failed(job, "runner_error", _one_line(msg or "the runner ended without writing a result"))
+            self.reporter.failed(job, "runner_error", one_line(msg or "the runner ended without writing a result"))
         else:
             report_result(self.reporter, job, result)
 
@@ -604,7 +522,7 @@ class SlurmPilotExecutor(Executor):
                     if p.dead:
                         self._forget(t)
                         if not t.cancelled:
-                            report_lost(self.reporter, t.job, _one_line(f"{p.dead} while the task ran"
+                            report_lost(self.reporter, t.job, one_line(f"{p.dead} while the task ran"
                                                                         + self._pilot_err(p)))
                 elif t.cancelled:
                     continue
@@ -617,7 +535,7 @@ class SlurmPilotExecutor(Executor):
                             continue
                         self._forget(t)
                         self.reporter.failed(t.job, "scheduler_failed",
-                                             _one_line(f"{p.dead} before the pilot started" + self._pilot_err(p)))
+                                             one_line(f"{p.dead} before the pilot started" + self._pilot_err(p)))
                 elif not p.accepting(stop_claiming):
                     self._migrate(t)
                 else:
@@ -631,12 +549,12 @@ class SlurmPilotExecutor(Executor):
         ids = [p.job_id for p in pilots if p.job_id]
         if not ids:
             return
-        listed = self._sl._squeue(ids)
+        listed = self.commands.squeue(ids)
         now = time.time()
         for p in pilots:
             if not p.job_id or p.dead:
                 continue
-            info = listed.get(p.job_id) or self._sl._lookup(p.job_id)
+            info = listed.get(p.job_id) or self.commands.lookup(p.job_id)
             if info is None:
                 p.misses += 1
                 if p.misses >= self.config.lost_after_polls:
@@ -656,7 +574,7 @@ class SlurmPilotExecutor(Executor):
                 if age > self.config.heartbeat_stale_s:
                     p.dead = f"the pilot allocation {p.job_id} stopped answering (no heartbeat for {age:.0f} s)"
                     log.warning("%s: cancelling it", p.dead)
-                    self._sl._scancel(p.job_id)
+                    self.commands.scancel(p.job_id)
             elif kind != "unknown":
                 p.slurm_kind = "final"
                 self._refresh_doc(p)
