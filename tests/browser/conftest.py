@@ -113,7 +113,7 @@ def vqpu_lab(redis_server, tmp_path_factory):
     from jupyter_vqpu.core.connection import connect
     from jupyter_vqpu.core.control import ControlPlane
     from jupyter_vqpu_agent.executors.local import LocalExecutor
-    from tests.integration.test_agent import Running
+    from tests.agents import Running
 
     if not (BUILT_LABEXTENSION / "package.json").is_file():
         _missing(

@@ -5,25 +5,14 @@ from __future__ import annotations
 import pytest
 import redis
 
-from jupyter_vqpu.core.acl import acl_file, agent_rules
+from jupyter_vqpu.core.acl import acl_file
 from jupyter_vqpu.core.client import Client
 from jupyter_vqpu.core.connection import connect
 from jupyter_vqpu.core.control import ControlPlane
+from tests.agents import EchoExecutor, Running, wait_for
 from tests.conftest import GHZ3
-from tests.integration.test_agent import EchoExecutor, Running, wait_for
 
 pytestmark = pytest.mark.redis
-
-PASSWORD = "agent-test-password"
-
-
-@pytest.fixture
-def agent_url(seeded, redis_server):
-    admin = seeded.redis
-    admin.acl_setuser("vqpu-agent", enabled=True, passwords=[f"+{PASSWORD}"], reset=True)
-    admin.execute_command("ACL", "SETUSER", "vqpu-agent", *agent_rules(["ideal"]))
-    yield f"redis://vqpu-agent:{PASSWORD}@127.0.0.1:{redis_server.port}/0"
-    admin.acl_deluser("vqpu-agent")
 
 
 def test_an_agent_with_only_its_acl_serves_its_device(seeded, agent_url, tmp_path):

@@ -16,7 +16,7 @@ from jupyter_vqpu.core.control import ControlPlane, Limits
 from jupyter_vqpu.core.errors import CircuitError, InvalidRequest, LimitExceeded
 from jupyter_vqpu_agent import bundle, runner
 from tests.conftest import BELL_QASM2, GHZ3
-from tests.integration.test_server_ext import ALICE, body, fails, jp_auth_header, jp_server_config  # noqa: F401
+from tests.server_support import ALICE, body, fails, jp_auth_header, jp_server_config  # noqa: F401
 
 X1 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[1] q;\nbit[1] c;\nx q[0];\nc = measure q;\n'
 
@@ -37,7 +37,7 @@ def test_a_batch_runs_in_one_runner_pass_with_a_result_per_circuit(seeded, tmp_p
     """The bundle of a 3-circuit task, through the real runner: three experiments, Aer's seeds."""
     task = Client(control=seeded, owner="ada").submit([GHZ3, BELL_QASM2, X1], device="ideal", shots=64, seed=11)
     claim = seeded.claim("ideal", task.id, "agent-1", 30_000)
-    spec = bundle.TaskSpec(task_id=task.id, device="ideal", attempt=claim.token, snapshot_id=claim.snapshot_id,
+    spec = bundle.TaskSpec(task_id=task.id, device="ideal", attempt=claim.attempt, snapshot_id=claim.snapshot_id,
                            shots=64, circuit_format=claim.fields["circuit_format"], seed=11)
     where = bundle.stage(tmp_path / "b", spec, seeded.snapshot_bytes("ideal", claim.snapshot_id),
                          claim.fields["circuit"], bundle.batch_of(claim.fields))

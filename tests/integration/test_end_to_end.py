@@ -8,8 +8,8 @@ import pytest
 
 from jupyter_vqpu.core.client import Client
 from jupyter_vqpu.core.errors import TaskFailed
+from tests.agents import Running
 from tests.conftest import GHZ3
-from tests.integration.test_agent import Running
 
 pytestmark = pytest.mark.redis
 

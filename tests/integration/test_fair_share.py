@@ -13,8 +13,8 @@ import pytest
 
 from jupyter_vqpu.core.control import Limits
 from jupyter_vqpu.core.errors import LimitExceeded
+from tests.agents import EchoExecutor, Running, wait_for
 from tests.conftest import BELL_QASM2
-from tests.integration.test_agent import EchoExecutor, Running, wait_for
 
 pytestmark = pytest.mark.redis
 

@@ -23,9 +23,9 @@ import requests
 from jupyter_vqpu.core import snapshot as S
 from jupyter_vqpu.core.control import Limits
 from jupyter_vqpu.core.errors import CircuitError, LimitExceeded
+from tests.agents import Running, wait_for
 from tests.conftest import GHZ3
 from tests.hostile_programs import RED_TEAM, programs
-from tests.integration.test_agent import Running, wait_for
 from tests.support import free_port
 
 pytestmark = pytest.mark.redis

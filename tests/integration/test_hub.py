@@ -33,11 +33,10 @@ REDIS_PASSWORD = "vqpu-test-redis-password-7c1e"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    from jupyter_vqpu_agent.executors.local import LocalExecutor
-
     from jupyter_vqpu.core.connection import connect
     from jupyter_vqpu.core.control import ControlPlane
-    from tests.integration.test_agent import Running
+    from jupyter_vqpu_agent.executors.local import LocalExecutor
+    from tests.agents import Running
 
     need_binary("redis-server", "the control plane's store")
     os.environ["PATH"] = f"{CHP_BIN}:{os.environ.get('PATH', '')}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 
 import nbformat
@@ -12,61 +11,9 @@ from nbclient import NotebookClient
 
 from jupyter_vqpu.core.lifecycle import ORDER
 from tests.conftest import REPO
-from tests.integration.test_agent import Running
+from tests.kernel_support import code, run_notebook, serve, stepping, text_of
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def kernel_setup(seeded, redis_url, monkeypatch):
-    """Kernels inherit VQPU_REDIS_URL (the operator transport outside a Jupyter server); no agent yet."""
-    monkeypatch.setenv("VQPU_REDIS_URL", redis_url)
-    monkeypatch.delenv("VQPU_API_URL", raising=False)
-    return seeded
-
-
-def serve(redis_url: str, tmp_path) -> Running:
-    """An agent that serves fez and ideal from now on."""
-    from jupyter_vqpu_agent.executors.local import LocalExecutor
-
-    return Running(redis_url, LocalExecutor(slots=1, log_dir=tmp_path), tmp_path / "work",
-                   devices=("fez", "ideal"), capacity=1)
-
-
-@pytest.fixture
-def kernel_env(kernel_setup, redis_url, tmp_path):
-    """kernel_setup, with an agent serving from the start."""
-    running = serve(redis_url, tmp_path)
-    yield kernel_setup
-    running.stop()
-
-
-@contextlib.contextmanager
-def stepping(nb: nbformat.NotebookNode, timeout: int = 120):
-    """One kernel for ``nb``; yields ``run(i)``, which executes cell i and returns its printed text,
-    so the test can act (start an agent, read Redis) between cells."""
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(REPO)}})
-    with client.setup_kernel():
-        def run(i: int) -> str:
-            client.execute_cell(nb.cells[i], i)
-            return "".join(o.get("text", "") for o in nb.cells[i].outputs if o.get("output_type") == "stream")
-
-        yield run
-        client.set_widgets_metadata()
-
-
-def run_notebook(nb: nbformat.NotebookNode, timeout: int = 300) -> nbformat.NotebookNode:
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
-    return nb
-
-
-def text_of(nb: nbformat.NotebookNode) -> str:
-    out = []
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            out.append(o.get("text", ""))
-            out.append(str(o.get("data", {}).get("text/plain", "")))
-    return "\n".join(out)
 
 
 @pytest.mark.parametrize("name", ["quickstart", "calibration_drift", "qiskit_backend"])
@@ -90,12 +37,6 @@ def test_notebook_runs_top_to_bottom(kernel_env, name):
         assert after["version"] == 3 and "fez is back on the calibration of v1, as version 3" in text
     if name == "qiskit_backend":
         assert "sampler: [('" in text and "total 1024" in text
-
-
-def code(*sources: str) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    return nb
 
 
 def test_the_cell_returns_while_its_task_waits_and_the_widget_follows_it_live(kernel_setup, redis_url, tmp_path):

@@ -15,12 +15,10 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import REPO
-from tests.integration import test_kernel
-from tests.integration.test_kernel import code, run_notebook, stepping
+from tests.kernel_support import code, run_notebook, stepping
 
-# The kernel fixtures of test_kernel (VQPU_REDIS_URL in the kernels' environment; kernel_env adds an agent).
-kernel_setup = test_kernel.kernel_setup
-kernel_env = test_kernel.kernel_env
+# kernel_setup / kernel_env (tests/kernel_support.py, via tests/integration/conftest.py): VQPU_REDIS_URL in the
+# kernels' environment; kernel_env adds an agent.
 
 pytestmark = pytest.mark.redis
 

@@ -23,9 +23,9 @@ import requests
 
 from jupyter_vqpu.core.connection import connect
 from jupyter_vqpu.core.control import ControlPlane
+from tests.agents import Running
 from tests.conftest import BELL_QASM2, need_binary
 from tests.integration.hub_support import _execute
-from tests.integration.test_agent import Running
 from tests.support import RedisServer, free_port
 
 pytestmark = pytest.mark.redis

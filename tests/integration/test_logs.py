@@ -14,9 +14,8 @@ import pytest
 
 from jupyter_vqpu.core.client import Client
 from jupyter_vqpu.core.logs import JsonFormatter
+from tests.agents import PassFailExecutor, Running
 from tests.conftest import GHZ3, REPO
-from tests.integration.test_agent import Running
-from tests.integration.test_metrics import PassFailExecutor
 
 pytestmark = pytest.mark.redis
 

@@ -19,8 +19,8 @@ import pytest
 from jupyter_vqpu.core.client import Client
 from jupyter_vqpu_agent import private
 from jupyter_vqpu_agent.executors.local import LocalExecutor
+from tests.agents import Running
 from tests.conftest import BELL_QASM2, REPO, ensure_slurm, stop_slurm
-from tests.integration.test_agent import Running
 
 pytestmark = pytest.mark.redis
 
@@ -101,7 +101,8 @@ def slurm_up():
 
 @pytest.mark.slurm
 def test_slurm_jobs_leave_only_private_files(slurm_up, seeded, redis_url, tmp_path, permissive_umask):
-    from jupyter_vqpu_agent.executors.slurm import SlurmConfig, SlurmExecutor
+    from jupyter_vqpu_agent.executors.slurm import SlurmExecutor
+    from jupyter_vqpu_agent.executors.slurm_config import SlurmConfig
 
     work = tmp_path / "work"
     executor = SlurmExecutor(SlurmConfig(poll_interval_s=0.2, time_limit="00:05:00", pythonpath=str(REPO),
@@ -114,7 +115,8 @@ def test_slurm_jobs_leave_only_private_files(slurm_up, seeded, redis_url, tmp_pa
 
 @pytest.mark.slurm
 def test_a_pilot_and_its_spool_leave_only_private_files(slurm_up, seeded, redis_url, tmp_path, permissive_umask):
-    from jupyter_vqpu_agent.executors.pilot import PilotConfig, SlurmPilotExecutor
+    from jupyter_vqpu_agent.executors.pilot import SlurmPilotExecutor
+    from jupyter_vqpu_agent.executors.slurm_config import PilotConfig
 
     work = tmp_path / "work"
     executor = SlurmPilotExecutor(PilotConfig(

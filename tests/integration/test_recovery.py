@@ -13,8 +13,8 @@ import pytest
 
 from jupyter_vqpu.core.client import Client
 from jupyter_vqpu.core.snapshot import ideal_snapshot
+from tests.agents import EchoExecutor, Running, wait_for
 from tests.conftest import GHZ3, REPO
-from tests.integration.test_agent import EchoExecutor, Running, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -134,7 +134,7 @@ def test_an_agent_under_the_shipped_acl_renews_the_lease_of_a_long_task(seeded, 
     'lost'. The renewal pipelines the progress script, and redis-py's pipeline first runs SCRIPT
     EXISTS, which the agent's rules do not grant. A task held for three leases must keep attempt 1."""
     from jupyter_vqpu.core.acl import agent_rules
-    from tests.integration.test_agent import HoldExecutor
+    from tests.agents import HoldExecutor
 
     admin = seeded.redis
     admin.acl_setuser("vqpu-agent", enabled=True, passwords=["+renew-pw"], reset=True)

@@ -3,27 +3,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-from jupyter_vqpu_agent.executors.slurm import SlurmConfig, SlurmExecutor
 
 from jupyter_vqpu.core.client import Client
-from tests.conftest import GHZ3, REPO
-from tests.integration.test_agent import Running, wait_for
-from tests.integration.test_slurm_executor import scontrol_state, slurm_cluster  # noqa: F401  (fixture)
+from tests.agents import Running, wait_for
+from tests.conftest import GHZ3
+from tests.slurm_support import fake, scontrol_state, slurm
 
 pytestmark = [pytest.mark.slurm, pytest.mark.redis]
-
-
-def slurm(**kw) -> SlurmExecutor:
-    base = dict(poll_interval_s=0.2, time_limit="00:05:00", pythonpath=str(REPO), python=sys.executable)
-    base.update(kw)
-    return SlurmExecutor(SlurmConfig(**base))
-
-
-def fake(**kw) -> SlurmExecutor:
-    return slurm(runner_module="tests.integration.fake_runner", **kw)
 
 
 def test_a_fez_task_runs_end_to_end_through_sbatch(slurm_cluster, seeded, redis_url, tmp_path):

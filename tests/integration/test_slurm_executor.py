@@ -10,124 +10,17 @@ module starts and checked by the last test, while the others run.
 from __future__ import annotations
 
 import subprocess
-import sys
-import threading
-import time
-import uuid
 from pathlib import Path
 
 import pytest
+
 from jupyter_vqpu_agent import bundle
 from jupyter_vqpu_agent.executors.base import Job
-from jupyter_vqpu_agent.executors.slurm import SlurmConfig, SlurmExecutor
-
-from tests.conftest import ensure_slurm, stop_slurm
+from jupyter_vqpu_agent.executors.slurm import SlurmExecutor
+from tests.slurm_support import Recorder, ci_config, kinds, make_job, scontrol_state
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slurm
-
-REPO = Path(__file__).resolve().parents[2]
-RUNNER = "tests.integration.fake_runner"
-
-
-def scontrol_state(job_id: str) -> str:
-    out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=10)
-    for word in out.stdout.split():
-        if word.startswith("JobState="):
-            return word.split("=", 1)[1]
-    return ""
-
-
-class Recorder:
-    """A thread-safe Reporter that remembers everything, with deadline waits."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-        self.cv = threading.Condition()
-
-    def _add(self, *event) -> None:
-        with self.cv:
-            self.events.append(event)
-            self.cv.notify_all()
-
-    def scheduled(self, job, detail):
-        self._add("scheduled", job.task_id, detail)
-
-    def running(self, job, detail):
-        self._add("running", job.task_id, detail)
-
-    def finished(self, job, result):
-        self._add("finished", job.task_id, result)
-
-    def failed(self, job, reason, message):
-        self._add("failed", job.task_id, reason, message)
-
-    def of(self, job: Job) -> list[tuple]:
-        with self.cv:
-            return [e for e in self.events if e[1] == job.task_id]
-
-    def wait_for(self, job: Job, kind: str, timeout: float = 30, pred=lambda e: True) -> tuple:
-        deadline = time.monotonic() + timeout
-        with self.cv:
-            while True:
-                for e in self.events:
-                    if e[1] == job.task_id and e[0] == kind and pred(e):
-                        return e
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no {kind} for {job.task_id} within {timeout} s; saw {self.of(job)}")
-                self.cv.wait(left)
-
-
-def kinds(events: list[tuple]) -> list[str]:
-    """Event kinds with repeated "scheduled" (pending-reason updates) folded into one."""
-    out: list[str] = []
-    for e in events:
-        if not (out and out[-1] == e[0] == "scheduled"):
-            out.append(e[0])
-    return out
-
-
-def wait_until(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def make_job(root: Path, name: str = "", timeout_s: float = 300, **options) -> Job:
-    task_id = f"fez.{uuid.uuid4().hex[:16].upper()}"
-    d = root / task_id / "attempt-1"
-    spec = bundle.TaskSpec(task_id=task_id, device="fez", attempt=1, snapshot_id="snap-1", shots=100,
-                           circuit_format="qasm3", options=options)
-    bundle.stage(d, spec, b'{"name": "fez"}', "OPENQASM 3.0;\n")
-    return Job(task_id=task_id, attempt=1, bundle_dir=d, timeout_s=timeout_s, name=name)
-
-
-def config(**kw) -> SlurmConfig:
-    base = dict(runner_module=RUNNER, poll_interval_s=0.2, time_limit="00:05:00", pythonpath=str(REPO),
-                python=sys.executable)
-    base.update(kw)
-    return SlurmConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster(tmp_path_factory):
-    """A Slurm that answers: the running one, or one .ci/slurm-up.sh starts (and .ci/slurm-down.sh stops).
-
-    Also submits the time-limit job early (see the module docstring)."""
-    started = ensure_slurm()
-    root = tmp_path_factory.mktemp("slurm-bundles")
-    early = SlurmExecutor(config(time_limit="1"))  # one minute: Slurm's minimum
-    early_rec = Recorder()
-    early.start(early_rec)
-    timeout_job = make_job(root, name="over-time", sleep=600)
-    early.submit(timeout_job)
-    yield {"root": root, "timeout": (early, early_rec, timeout_job)}
-    early.cancel(timeout_job)
-    early.shutdown()
-    if started:
-        stop_slurm()
 
 
 @pytest.fixture
@@ -140,7 +33,7 @@ def executor():
     made: list[SlurmExecutor] = []
 
     def make(**kw) -> tuple[SlurmExecutor, Recorder]:
-        ex = SlurmExecutor(config(**kw))
+        ex = SlurmExecutor(ci_config(**kw))
         rec = Recorder()
         ex.start(rec)
         made.append(ex)
@@ -184,7 +77,7 @@ def test_cancel_pending_job(root, executor):
     rec.wait_for(job, "scheduled", pred=lambda e: e[2]["reason"] == "JobHeldUser")
     assert scontrol_state(jid) == "PENDING"
     ex.cancel(job)
-    wait_until(lambda: ex.tracked() == [], 30, "the poller to drop the cancelled job")
+    wait_for(lambda: ex.tracked() == [], 30, "the poller to drop the cancelled job")
     assert scontrol_state(jid) == "CANCELLED"
     assert [e[2]["reason"] for e in rec.of(job)][-1] == "JobHeldUser"  # nothing after the cancel
     assert kinds(rec.of(job)) == ["scheduled"]
@@ -198,9 +91,9 @@ def test_cancel_running_job(root, executor):
     ex.submit(job)
     jid = job.handle["slurm_job_id"]
     rec.wait_for(job, "running")
-    wait_until(lambda: "fake runner for" in bundle.tail(job.bundle_dir / "runner.out"), 30, "the runner to start")
+    wait_for(lambda: "fake runner for" in bundle.tail(job.bundle_dir / "runner.out"), 30, "the runner to start")
     ex.cancel(job)
-    wait_until(lambda: ex.tracked() == [], 30, "the poller to drop the cancelled job")
+    wait_for(lambda: ex.tracked() == [], 30, "the poller to drop the cancelled job")
     assert scontrol_state(jid) == "CANCELLED"
     assert kinds(rec.of(job)) == ["scheduled", "running"]
     assert bundle.read_result(job.bundle_dir) is None

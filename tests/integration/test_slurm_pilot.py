@@ -14,20 +14,19 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+
 from jupyter_vqpu_agent import bundle
 from jupyter_vqpu_agent import spool as spool
-from jupyter_vqpu_agent.executors.pilot import REASON_PENDING, REASON_QUEUED, PilotConfig, SlurmPilotExecutor
-
+from jupyter_vqpu_agent.executors.pilot import REASON_PENDING, REASON_QUEUED, SlurmPilotExecutor
+from jupyter_vqpu_agent.executors.slurm_config import PilotConfig
 from tests.conftest import ensure_slurm, stop_slurm
-from tests.integration.test_slurm_executor import Recorder, kinds, make_job, scontrol_state, wait_until
+from tests.slurm_support import REPO, RUNNER, Recorder, kinds, make_job, scontrol_state
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[2]
-RUNNER = "tests.integration.fake_runner"
 
 
 class LostRecorder(Recorder):
@@ -148,7 +147,7 @@ def test_cancel_queued_and_running_tasks(pilots, tmp_path):
     ex.cancel(queued)
     assert queued.task_id not in ex.tracked()
     ex.cancel(long)
-    wait_until(lambda: ex.tracked() == [], 30, "the pilot to stop the running task")
+    wait_for(lambda: ex.tracked() == [], 30, "the pilot to stop the running task")
     time.sleep(0.5)
     assert kinds(rec.of(long)) == ["scheduled", "running"]  # nothing after the cancel
     assert kinds(rec.of(queued)) == ["scheduled"]
@@ -201,7 +200,7 @@ def test_renewal_starts_a_successor_and_the_work_goes_on(pilots, tmp_path):
     successor = next(iter(used[-1]))
     assert successor != first_id
     # The old pilot drained and exited by itself, well before its time limit.
-    wait_until(lambda: scontrol_state(first_id) == "COMPLETED", 40, "the old pilot to finish")
+    wait_for(lambda: scontrol_state(first_id) == "COMPLETED", 40, "the old pilot to finish")
     assert pilot_state(ex, first_id)["state"] == "closed"
     j = make_job(tmp_path / "b", name="after-renewal")
     ex.submit(j)
@@ -215,9 +214,9 @@ def test_an_idle_pilot_gives_its_allocation_back(pilots, tmp_path):
     ex.submit(j)
     rec.wait_for(j, "finished", timeout=90)
     (jid,) = job_ids(rec, j)
-    wait_until(lambda: scontrol_state(jid) == "COMPLETED", 30, "the idle pilot to exit")
+    wait_for(lambda: scontrol_state(jid) == "COMPLETED", 30, "the idle pilot to exit")
     assert pilot_state(ex, jid)["state"] == "closed" and "idle" in pilot_state(ex, jid)["reason"]
-    wait_until(lambda: not any(p["job_id"] == jid for p in ex.pilots()), 10, "the executor to forget it")
+    wait_for(lambda: not any(p["job_id"] == jid for p in ex.pilots()), 10, "the executor to forget it")
     again = make_job(tmp_path / "b", name="again")
     ex.submit(again)
     assert rec.of(again)[0][2]["reason"] == REASON_PENDING
@@ -229,8 +228,8 @@ def test_an_idle_pilot_gives_its_allocation_back(pilots, tmp_path):
 @pytest.mark.redis
 def test_real_runner_through_the_agent(pilots, seeded, redis_url, tmp_path):
     from jupyter_vqpu.core.client import Client
+    from tests.agents import Running
     from tests.conftest import BELL_QASM2
-    from tests.integration.test_agent import Running
 
     ex = SlurmPilotExecutor(pilot_config(runner_module="jupyter_vqpu_agent.runner", spool_dir=str(tmp_path / "spool"),
                                          release_on_shutdown=True))
@@ -247,4 +246,4 @@ def test_real_runner_through_the_agent(pilots, seeded, redis_url, tmp_path):
     for r in records:
         assert sum(r["counts"].values()) == 100 and set(r["counts"]) <= {"00", "11"}
     jid = records[0]["job_id"]
-    wait_until(lambda: scontrol_state(jid) == "COMPLETED", 30, "release_on_shutdown to drain the pilot")
+    wait_for(lambda: scontrol_state(jid) == "COMPLETED", 30, "release_on_shutdown to drain the pilot")

@@ -17,8 +17,8 @@ from jupyter_vqpu.core.client import Client
 from jupyter_vqpu.core.connection import connect
 from jupyter_vqpu.core.control import ControlPlane
 from jupyter_vqpu.core.errors import ControlPlaneUnavailable
+from tests.agents import EchoExecutor, Running
 from tests.conftest import GHZ3, need_binary
-from tests.integration.test_agent import EchoExecutor, Running
 from tests.support import RedisServer, TlsFiles
 
 pytestmark = pytest.mark.redis

@@ -11,21 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from jupyter_vqpu_agent import bundle
-from jupyter_vqpu_agent.executors import slurm as S
+from jupyter_vqpu_agent.executors import slurm_commands, slurm_render
 from jupyter_vqpu_agent.executors.base import Job
-from jupyter_vqpu_agent.executors.slurm import (
-    JobInfo,
-    SchedulerError,
-    SlurmConfig,
-    SlurmConfigError,
-    SlurmExecutor,
-    format_time_limit,
-    map_state,
-    parse_job_id,
-    render_script,
-    sbatch_lines,
-)
+from jupyter_vqpu_agent.executors.slurm import SlurmExecutor
+from jupyter_vqpu_agent.executors.slurm_commands import JobInfo, SchedulerError, SlurmCommands, map_state, parse_job_id
+from jupyter_vqpu_agent.executors.slurm_config import SlurmConfig, SlurmConfigError
+from jupyter_vqpu_agent.executors.slurm_render import format_time_limit, render_script, sbatch_lines
 
 HOSTILE = [
     "a'b",
@@ -125,7 +118,7 @@ def test_script_shape(tmp_path):
 
 def test_default_pythonpath_points_at_the_checkout(tmp_path):
     script = render_script(SlurmConfig(), _job(tmp_path))
-    repo = Path(S.__file__).resolve().parents[3]
+    repo = Path(slurm_render.__file__).resolve().parents[3]
     assert (repo / "agent" / "jupyter_vqpu_agent" / "__init__.py").exists()
     want = f"{repo}:{repo / 'agent'}"
     assert f"export PYTHONPATH={want}" in script or f"export PYTHONPATH='{want}'" in script
@@ -208,7 +201,7 @@ def test_custom_template_placeholders(tmp_path):
 
 
 def test_packaged_template_is_found():
-    text = S.template_text(SlurmConfig())
+    text = slurm_render.template_text(SlurmConfig())
     assert "${vqpu_sbatch}" in text and "set -euo pipefail" in text
 
 
@@ -259,7 +252,7 @@ def _fake_run(monkeypatch, answers):
             raise a
         return a
 
-    monkeypatch.setattr(S.subprocess, "run", run)
+    monkeypatch.setattr(slurm_commands.subprocess, "run", run)
     return calls
 
 
@@ -270,16 +263,16 @@ def test_transient_errors_are_retried(monkeypatch):
         _Proc(1, err="slurm_load_jobs error: Unable to contact slurm controller (connect failure)"),
         _Proc(0, out="1|RUNNING|None|n1\n"),
     ])
-    ex = SlurmExecutor(backoff_s=0.001)
-    assert ex._slurm(["squeue", "-h"]) == "1|RUNNING|None|n1\n"
+    ex = SlurmCommands(SlurmConfig(backoff_s=0.001))
+    assert ex.run(["squeue", "-h"]) == "1|RUNNING|None|n1\n"
     assert len(calls) == 4 and ex.calls["squeue"] == 4
 
 
 def test_retries_are_bounded(monkeypatch):
     calls = _fake_run(monkeypatch, [_Proc(1, err="sbatch: error: Resource temporarily unavailable")] * 10)
-    ex = SlurmExecutor(backoff_s=0.001, command_tries=5)
+    ex = SlurmCommands(SlurmConfig(backoff_s=0.001, command_tries=5))
     with pytest.raises(SchedulerError, match="Resource temporarily unavailable"):
-        ex._slurm(["sbatch", "x"])
+        ex.run(["sbatch", "x"])
     assert len(calls) == 5
 
 
@@ -287,7 +280,7 @@ def test_non_transient_errors_raise_at_once(monkeypatch):
     calls = _fake_run(monkeypatch, [
         _Proc(1, err="sbatch: error: Batch job submission failed: Invalid partition name specified\nmore\n")])
     with pytest.raises(SchedulerError) as info:
-        SlurmExecutor(backoff_s=0.001)._slurm(["sbatch", "x"])
+        SlurmCommands(SlurmConfig(backoff_s=0.001)).run(["sbatch", "x"])
     assert info.value.message == "sbatch: error: Batch job submission failed: Invalid partition name specified"
     assert len(calls) == 1
 
@@ -323,7 +316,7 @@ def test_sbatch_retried_when_nothing_went_through(monkeypatch, tmp_path):
 def test_missing_binary(monkeypatch):
     _fake_run(monkeypatch, [FileNotFoundError("sbatch")])
     with pytest.raises(SchedulerError, match="sbatch not found"):
-        SlurmExecutor()._slurm(["sbatch", "x"])
+        SlurmCommands(SlurmConfig()).run(["sbatch", "x"])
 
 
 def test_commands_do_not_see_control_plane_secrets(monkeypatch):
@@ -333,11 +326,11 @@ def test_commands_do_not_see_control_plane_secrets(monkeypatch):
         seen.update(kw["env"])
         return _Proc(0, out="7\n")
 
-    monkeypatch.setattr(S.subprocess, "run", run)
+    monkeypatch.setattr(slurm_commands.subprocess, "run", run)
     monkeypatch.setenv("VQPU_REDIS_URL", "redis://:pw@host")
     monkeypatch.setenv("https_proxy", "http://proxy")
     monkeypatch.setenv("KEEP_ME", "1")
-    SlurmExecutor()._slurm(["sbatch", "x"])
+    SlurmCommands(SlurmConfig()).run(["sbatch", "x"])
     assert "VQPU_REDIS_URL" not in seen and "https_proxy" not in seen and seen["KEEP_ME"] == "1"
 
 
@@ -361,19 +354,32 @@ class Recorder:
         self.events.append(("failed", reason, message))
 
 
+class ScriptedCommands(SlurmCommands):
+    """SlurmCommands whose commands are answered by a function instead of Slurm (retries,
+    parsing and adoption above ``run`` stay the real ones)."""
+
+    def __init__(self, config: SlurmConfig, answer) -> None:
+        super().__init__(config)
+        self.answer = answer
+
+    def run(self, argv, tries=None):
+        self.calls[argv[0]] += 1
+        return self.answer(argv)
+
+
 class FakeSlurm(SlurmExecutor):
     """SlurmExecutor with its Slurm commands answered from a dict."""
 
     def __init__(self, **kw) -> None:
-        super().__init__(SlurmConfig(backoff_s=0.001, **kw))
+        config = SlurmConfig(backoff_s=0.001, **kw)
+        super().__init__(config, commands=ScriptedCommands(config, self._answer))
         self.jobs: dict[str, dict] = {}
         self.in_squeue: set[str] = set()
         self.next_id = 100
         self.broken = 0
 
-    def _slurm(self, argv, tries=None):
+    def _answer(self, argv):
         cmd = argv[0]
-        self.calls[cmd] += 1
         if self.broken:
             self.broken -= 1
             raise RuntimeError("the poller must survive this")
@@ -560,10 +566,10 @@ def test_reattach_to_a_forgotten_job(fake, tmp_path):
 
 
 def test_sbatch_failure_is_reported(fake, tmp_path, monkeypatch):
-    def refuse(argv, tries=None):
+    def refuse(argv):
         raise SchedulerError("sbatch: error: Batch job submission failed: Invalid account")
 
-    monkeypatch.setattr(fake, "_slurm", refuse)
+    monkeypatch.setattr(fake.commands, "answer", refuse)
     _submit(fake, tmp_path)
     assert fake.reporter.events == [("failed", "scheduler_failed", "could not submit the Slurm job: "
                                      "sbatch: error: Batch job submission failed: Invalid account")]
@@ -608,7 +614,7 @@ def test_info_dataclass_defaults():
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_template_file_is_valid_bash():
-    text = (Path(S.__file__).resolve().parents[3] / "slurm" / "task.sbatch.tmpl").read_text()
+    text = (Path(slurm_render.__file__).resolve().parents[3] / "slurm" / "task.sbatch.tmpl").read_text()
     assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0
 
 
