@@ -74,10 +74,7 @@ export interface IHistoryEntry {
   ts: number;
   event: string;
   agent?: string;
-  /** The attempt number of the claim this entry is about. */
-  attempt?: number;
-  /** The claim's fencing token: opaque (`<attempt>-<nonce>`), unique per claim. */
-  token?: string;
+  token?: number | string;
   reason?: string;
   by?: string;
   job_id?: string;

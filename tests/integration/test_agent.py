@@ -2,92 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from jupyter_vqpu_agent.agent import Agent, AgentConfig
-from jupyter_vqpu_agent.executors.base import Executor, Job
 
 from jupyter_vqpu.core.client import Client
-from jupyter_vqpu.core.connection import connect
-from jupyter_vqpu.core.control import ControlPlane
+from tests.agents import EchoExecutor, HoldExecutor, Running, wait_for
 from tests.conftest import GHZ3
 
 pytestmark = pytest.mark.redis
-
-
-class EchoExecutor(Executor):
-    """Completes every job at once with a result naming the bound snapshot.
-
-    For tests of the control plane's claim race, where the simulator is beside the point."""
-
-    name = "echo"
-
-    def submit(self, job: Job) -> None:
-        from jupyter_vqpu_agent import bundle
-
-        spec = bundle.read_spec(job.bundle_dir)
-        self.reporter.scheduled(job, {"executor": "echo", "job_id": f"echo-{job.task_id}"})
-        self.reporter.running(job, {})
-        self.reporter.finished(job, {"ok": True, "counts": {"0": spec.shots}, "snapshot_id": spec.snapshot_id,
-                                     "task_id": job.task_id, "attempt": job.attempt})
-
-    def cancel(self, job: Job) -> None:
-        pass
-
-
-class HoldExecutor(Executor):
-    """Holds every job until released: lets a test act while a task is running."""
-
-    name = "hold"
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, Job] = {}
-        self.cancelled: list[str] = []
-        self.submitted = threading.Event()
-
-    def submit(self, job: Job) -> None:
-        self.jobs[job.task_id] = job
-        self.reporter.scheduled(job, {"executor": "hold", "job_id": "h1", "reason": "held"})
-        self.reporter.running(job, {})
-        self.submitted.set()
-
-    def cancel(self, job: Job) -> None:
-        self.cancelled.append(job.task_id)
-
-    def release(self, task_id: str, snapshot_id: str) -> None:
-        job = self.jobs[task_id]
-        self.reporter.finished(job, {"ok": True, "counts": {"1": 1}, "snapshot_id": snapshot_id})
-
-
-class Running:
-    """An agent serving in a background thread for the duration of a test."""
-
-    def __init__(self, url: str, executor: Executor, tmp: Path, devices=("ideal",), **cfg) -> None:
-        cfg.setdefault("block_ms", 200)
-        cfg.setdefault("renew_s", 0.5)
-        self.agent = Agent(ControlPlane(connect(url)), executor,
-                           AgentConfig(devices=list(devices), work_root=tmp, **cfg))
-        self.thread = threading.Thread(target=self.agent.run, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.agent.stop()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_four_agents_racing_over_200_tasks_complete_each_exactly_once(seeded, redis_url, tmp_path):
@@ -108,7 +31,7 @@ def test_four_agents_racing_over_200_tasks_complete_each_exactly_once(seeded, re
         events = cp.history(tid)
         completions[tid] = sum(1 for e in events if e["event"] == "completed")
         claims = [e for e in events if e["event"] == "claimed"]
-        assert len(claims) == 1 and claims[0]["attempt"] == 1
+        assert len(claims) == 1 and claims[0]["token"] == 1
         claimers[claims[0]["agent"]] += 1
         assert not [e for e in events if e["event"] == "fenced"]
     assert set(completions.values()) == {1}
@@ -151,8 +74,7 @@ def test_a_zombie_agents_result_is_never_visible(seeded, redis_url, tmp_path):
         events = cp.history(tid)
         assert [e["event"] for e in events].count("completed") == 1
         fenced = [e for e in events if e["event"] == "fenced"]
-        zombie_claim = next(e for e in events if e["event"] == "claimed" and e["agent"] == "zombie")
-        assert fenced and fenced[-1]["agent"] == "zombie" and fenced[-1]["token"] == zombie_claim["token"]
+        assert fenced and fenced[-1]["agent"] == "zombie" and fenced[-1]["token"] == 1
         assert cp.task(tid)["attempts"] == 2
     finally:
         fresh.stop()

@@ -21,9 +21,9 @@ from jupyter_vqpu.core.errors import (
     UnknownSnapshot,
 )
 from jupyter_vqpu.core.lifecycle import TaskState
+from tests.agents import EchoExecutor, Running
+from tests.cli_support import GHZ, vqpu
 from tests.conftest import BELL_QASM2, GHZ3, REPO
-from tests.integration.test_agent import EchoExecutor, Running
-from tests.integration.test_cli import GHZ, vqpu
 
 pytestmark = pytest.mark.redis
 

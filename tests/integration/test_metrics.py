@@ -8,16 +8,15 @@ from typing import Any
 
 import pytest
 from jupyter_server.auth import Authorizer, IdentityProvider, User
-from jupyter_vqpu_agent.executors.base import Job
-from jupyter_vqpu_server.collector import VqpuCollector, render
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import HTTPClientError
 
 from jupyter_vqpu import cli
 from jupyter_vqpu.core.client import Client
 from jupyter_vqpu.core.connection import connect
+from jupyter_vqpu_server.collector import VqpuCollector, render
+from tests.agents import PassFailExecutor, Running, wait_for
 from tests.conftest import GHZ3
-from tests.integration.test_agent import EchoExecutor, Running, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -27,20 +26,6 @@ PHASES = ("queue", "schedule", "run", "total")
 
 def group_of(owner: str) -> str:
     return GROUPS.get(owner, "other")
-
-
-class PassFailExecutor(EchoExecutor):
-    """Completes every job at once, except those whose task name starts with 'fail': they fail as runner errors."""
-
-    name = "passfail"
-
-    def submit(self, job: Job) -> None:
-        if not job.name.startswith("fail"):
-            super().submit(job)
-            return
-        self.reporter.scheduled(job, {"executor": "passfail", "job_id": f"pf-{job.task_id}"})
-        self.reporter.running(job, {})
-        self.reporter.failed(job, "runner_error", "the simulation failed: boom")
 
 
 Samples = dict[tuple[str, frozenset], float]
@@ -124,9 +109,9 @@ def test_lost_leases_are_counted_as_requeued_then_failed_lost(seeded):
     cp = seeded
     tid = Client(control=cp, owner="dave").submit(GHZ3, device="ideal", shots=10).id
     cp.ensure_group("ideal")
-    assert cp.claim_next("ideal", "ghost", 60_000, "").attempt == 1
+    assert cp.claim_next("ideal", "ghost", 60_000, "").token == 1
     assert cp.recover("ideal", max_attempts=2, by="test", task_ids=[tid], force=True) == [(tid, "requeued", 1)]
-    assert cp.claim_next("ideal", "ghost", 60_000, "").attempt == 2
+    assert cp.claim_next("ideal", "ghost", 60_000, "").token == 2
     assert cp.recover("ideal", max_attempts=2, by="test", task_ids=[tid], force=True) == [(tid, "failed", 2)]
     s = scrape(cp.redis)
     assert value(s, "vqpu_tasks_requeued_total", device="ideal") == 1

@@ -19,7 +19,7 @@ from jupyter_vqpu.core.client import Client
 from jupyter_vqpu.core.errors import CircuitError, InvalidRequest
 from jupyter_vqpu.kernel.backend import get_backend
 from jupyter_vqpu_agent.executors.local import LocalExecutor
-from tests.integration.test_agent import Running
+from tests.agents import Running
 
 WAIT_S = 300  # one task of many circuits on a loaded 2-core box
 
