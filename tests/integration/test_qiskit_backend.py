@@ -213,3 +213,31 @@ def test_a_failed_task_raises_a_qiskit_error_not_a_type_error(fez_agent):
     assert not failed.success
     with pytest.raises(QiskitError, match="cancelled"):
         failed.get_counts()
+
+
+def test_a_logical_circuit_gets_qiskits_default_placement_and_json_says_where(fez_agent, tmp_path, redis_url):
+    """The runner transpiles a logical circuit at Qiskit's default level (2: noise-aware VF2 layout on
+    the snapshot's error rates), not onto qubits 0..n-1; `vqpu run --json` reports where it ran."""
+    import json
+
+    from jupyter_vqpu.core.snapshot import build_target
+    from tests.cli_support import vqpu
+
+    path = tmp_path / "ghz.qasm"
+    qc = ghz(4)
+    from qiskit import qasm3
+
+    path.write_text(qasm3.dumps(qc))
+    out = vqpu("run", str(path), "--device", "fez", "--shots", "200", "--seed", "4", "--json", url=redis_url,
+               timeout=WAIT_S)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    client = Client(control=fez_agent, owner="ada")
+    target = build_target(client.snapshot("fez"))
+    expected = transpile(qc, target=target, optimization_level=2, seed_transpiler=4)
+    assert record["layout"] == list(expected.layout.initial_index_layout(filter_ancillas=True))
+    assert record["layout"] != [0, 1, 2, 3]  # not the trivial layout that level 1 keeps
+    assert record["final_layout"] and sorted(record["physical_qubits"]) == record["physical_qubits"]
+    assert [e["qubit"] for e in record["qubit_errors"]] == record["physical_qubits"]
+    assert all(0 < e["readout_error"] < 0.5 for e in record["qubit_errors"])
+    assert 0 < record["estimated_fidelity"] < 1
