@@ -87,8 +87,9 @@ def _histogram(counts: dict[str, int], shots: int, top: int = 16) -> list[str]:
 
 
 def _record_json(record: dict[str, Any]) -> dict[str, Any]:
-    keys = ("task_id", "state", "device", "snapshot_id", "shots", "seed", "counts", "layout", "attempts", "timings", "phases",
-            "simulator", "owner", "name", "reason", "error", "job_id", "created_at", "finished_at")
+    keys = ("task_id", "state", "device", "snapshot_id", "shots", "seed", "counts", "layout", "final_layout",
+            "physical_qubits", "qubit_errors", "estimated_fidelity", "num_circuits", "experiments", "attempts",
+            "timings", "phases", "simulator", "owner", "name", "reason", "error", "job_id", "created_at", "finished_at")
     return {k: record.get(k) for k in keys}
 
 
@@ -413,7 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--snapshot", help="pin a snapshot (reproduce an old run): its id or a unique prefix of 8+ hex "
                    "digits, a version v3, or fez@v3")
-    s.add_argument("--optimization-level", type=int, default=1, choices=[0, 1, 2, 3])
+    s.add_argument("--optimization-level", type=int, default=2, choices=[0, 1, 2, 3],
+                   help="Qiskit's transpiler level (2, its default preset: noise-aware layout)")
     s.add_argument("--name")
     s.add_argument("--idempotency-key")
     s.add_argument("--no-wait", action="store_true", help="print the task id and return")
