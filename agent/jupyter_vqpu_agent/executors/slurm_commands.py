@@ -221,6 +221,8 @@ class SlurmCommands:
         raise AssertionError("unreachable")
 
     def scancel(self, job_id: str) -> None:
+        """Cancel a job; idempotent (a job Slurm no longer knows, or that already ended, is fine) and
+        never raises: a failure is logged, and the poller sees what became of the job."""
         try:
             self.run(["scancel", job_id])
         except SchedulerError as exc:
@@ -229,6 +231,8 @@ class SlurmCommands:
             log.warning("scancel %s failed: %s", job_id, exc)
 
     def squeue(self, ids: Sequence[str]) -> dict[str, JobInfo]:
+        """What ONE ``squeue`` says of these jobs, by id; a job it no longer lists is absent
+        (ask :meth:`lookup`)."""
         try:
             out = self.run(["squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%r|%N"])
         except SchedulerError as exc:
