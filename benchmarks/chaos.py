@@ -66,11 +66,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from jupyter_vqpu.core.lifecycle import FINAL_STATES, TaskState  # noqa: E402
 from tests.support import RedisServer  # noqa: E402  (the tests' real redis-server launcher)
 
 DEVICE = "ideal"
 CIRCUIT = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
-FINAL = ("completed", "failed", "cancelled")
+FINAL = FINAL_STATES
+#: Events that end an attempt: its task is final, or back in line, or claimed again.
+ATTEMPT_ENDS = FINAL_STATES | {TaskState.QUEUED, TaskState.CLAIMED}
 ADMIN_USER = "chaos-admin"  # the operator: CONFIG SET for the maxmemory fault (the gateway user may not)
 FULL_DISK_BYTES = 8 * 1024 * 1024
 
@@ -158,7 +161,7 @@ def _attempt_end(history: list[dict], i: int) -> dict | None:
     """The event that ended the attempt claimed at ``history[i]`` (its first later transition
     out of the agent's hands), or None while it has not ended."""
     for e in history[i + 1:]:
-        if e["event"] in ("completed", "failed", "cancelled", "queued", "claimed"):
+        if e["event"] in ATTEMPT_ENDS:
             return e
     return None
 
@@ -728,7 +731,7 @@ class Harness:
             if state == "completed":
                 result = cp.result(tid)
                 # the visible result is the last attempt's, never a zombie's
-                if not result or result.get("attempt") != view["attempts"] or completions[0]["token"] != view["attempts"]:
+                if not result or result.get("attempt") != view["attempts"] or completions[0]["attempt"] != view["attempts"]:
                     visible += 1
             requeued_at = None
             for e in history:
@@ -764,7 +767,7 @@ class Harness:
                         disk["attempt_unfinished"] += 1
                     elif end["event"] == "queued" and end.get("reason") == "agent_fault":
                         disk["handed_back"] += 1
-                    elif end["event"] in ("queued", "claimed"):
+                    elif end["event"] in (TaskState.QUEUED, TaskState.CLAIMED):
                         disk["requeued"] += 1  # its lease ran out (e.g. during an outage): also back in line
                     elif end["event"] == "completed":
                         disk["completed_on_it"] += 1

@@ -32,6 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
 
+from jupyter_vqpu.core.lifecycle import TaskState  # noqa: E402
+
+#: The states a task passes through on its way to a result, in order (the stages between them).
+PATH = [TaskState.QUEUED, TaskState.CLAIMED, TaskState.SCHEDULED, TaskState.RUNNING, TaskState.COMPLETED]
+
 
 def make_executor(mode: str, work: Path, slurm_poll: float, spool_poll: float, inotify: bool = True):
     if mode == "local":
@@ -78,11 +83,10 @@ def run_mode(mode: str, url: str, tasks: int, work: Path, slurm_poll: float, spo
             hist = {e["event"]: e for e in cp.history(tid)}
             e2e = (hist["completed"]["ts"] - hist["queued"]["ts"]) / 1000.0
             sim = float((cp.result(tid).get("timings") or {}).get("simulate") or 0.0)
-            ts = {k: hist[k]["ts"] for k in ("queued", "claimed", "scheduled", "running", "completed") if k in hist}
+            ts = {k.value: hist[k]["ts"] for k in PATH if k in hist}
             rows.append({"e2e": e2e, "simulate": sim, "overhead": e2e - sim, "job_id": view.get("job_id"),
                          "stages": {f"{a}->{b}": ts[b] - ts[a] for a, b in
-                                    (("queued", "claimed"), ("claimed", "scheduled"), ("scheduled", "running"),
-                                     ("running", "completed")) if a in ts and b in ts}})
+                                    ((x.value, y.value) for x, y in zip(PATH, PATH[1:])) if a in ts and b in ts}})
     finally:
         agent.stop()
         thread.join(60)

@@ -22,7 +22,6 @@ concurrency) and claim_p99_ms (at the claim's best concurrency), plus per-concur
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import sys
 import time
@@ -43,22 +42,23 @@ def _cp(url: str):
     return ControlPlane(connect(url))
 
 
-def _script_args(cp, owner: str, fields_json: str):
+def _script_args(cp, owner: str, fields: dict):
+    """submit.lua's KEYS and ARGV for a new task, built by its Spec as the control plane does."""
     from jupyter_vqpu.core.keys import new_task_id
+    from jupyter_vqpu.core.specs import SPECS
 
-    tid = new_task_id(DEVICE)
-    return cp.submit_keys(DEVICE, tid, owner), [tid, owner, fields_json, 0, "", cp.events_maxlen, 0]
+    return SPECS["submit"].build(cp.keys(DEVICE), **cp.submit_args(new_task_id(DEVICE), owner, fields))
 
 
-def _fields_json() -> str:
-    return json.dumps({"device": DEVICE, "shots": "100", "optimization_level": "1", "circuit": C.BELL,
-                       "circuit_format": "qasm2", "num_qubits": "2", "options": "{}"})
+def _fields() -> dict:
+    return {"device": DEVICE, "shots": "100", "optimization_level": "1", "circuit": C.BELL,
+            "circuit_format": "qasm2", "num_qubits": "2", "options": "{}"}
 
 
 def worker(mode: str, url: str, index: int, barrier, start_box, duration: float, out) -> None:
     cp = _cp(url)
     owner = f"tp{index}"
-    fields = _fields_json()
+    fields = _fields()
     lat: list[float] = []
     ops = 0
     if mode == "submit":
@@ -104,7 +104,7 @@ def worker(mode: str, url: str, index: int, barrier, start_box, duration: float,
 
 
 def prefill(cp, n: int) -> None:
-    fields = _fields_json()
+    fields = _fields()
     for i in range(0, n, 500):
         pipe = cp.redis.pipeline(transaction=False)
         for _ in range(min(500, n - i)):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_vqpu.core.errors import VqpuError
+from jupyter_vqpu.core.lifecycle import TaskState
 from jupyter_vqpu.core.timefmt import age_of, human_age
 
 EXIT_ERROR = 1
@@ -99,7 +100,7 @@ def _show_record(record: dict[str, Any]) -> None:
     if record.get("created_at") and record.get("finished_at"):
         line += f" in {record['finished_at'] - record['created_at']:.2f} s"
     print(line)
-    if record.get("state") == "failed":
+    if record.get("state") == TaskState.FAILED:
         print(f"  error ({record.get('reason')}): {record.get('error')}")
     if record.get("counts"):
         print(f"counts ({record['shots']} shots):")
@@ -158,12 +159,12 @@ def _finish_wait(client, task_id: str, args: argparse.Namespace) -> int:
     from jupyter_vqpu.core.task import merge_result
 
     view = client.wait(task_id, args.timeout)
-    record = merge_result(view, client.fetch_result(task_id) if view["state"] == "completed" else None)
+    record = merge_result(view, client.fetch_result(task_id) if view["state"] == TaskState.COMPLETED else None)
     if args.json:
         _print_json(_record_json(record))
     else:
         _show_record(record)
-    return 0 if record["state"] == "completed" else EXIT_ERROR
+    return 0 if record["state"] == TaskState.COMPLETED else EXIT_ERROR
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
@@ -221,11 +222,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         task_id = cp.resolve_task(args.task_id, getpass.getuser())
         view = cp.task(task_id)
         view["history"] = cp.history(task_id)
-        result = cp.result(task_id) if view["state"] == "completed" else None
+        result = cp.result(task_id) if view["state"] == TaskState.COMPLETED else None
     if args.json:
         _print_json(view)
         return 0
-    _show_record({**view, **({} if view["state"] != "completed" else _only_counts(result))})
+    _show_record({**view, **({} if view["state"] != TaskState.COMPLETED else _only_counts(result))})
     print("history:")
     for e in view["history"]:
         who = f" agent={e['agent']}" if e.get("agent") else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from jupyter_vqpu.core.errors import (
     VqpuError,
 )
 from jupyter_vqpu.core.keys import SNAPSHOT_ID_RE, Keys, check_device_name, device_name, device_of, new_task_id
-from jupyter_vqpu.core.lifecycle import TaskState, follow
+from jupyter_vqpu.core.lifecycle import HELD_STATES, TaskState, follow
 from jupyter_vqpu.core.parsing import ParserPool, default_pool
 from jupyter_vqpu.core.scripts import Scripts
 from jupyter_vqpu.core.stats import DeviceStats, parse_stats
@@ -65,13 +66,17 @@ class Limits:
 
 @dataclass
 class Claim:
-    """What an agent gets from a successful claim: the task and its fencing token."""
+    """What an agent gets from a successful claim: the task and its fencing token.
+
+    The token is opaque (claim.lua mints ``<attempt>-<nonce>``): agents pass it back
+    whole to every fenced script and never parse it; ``attempt`` is the number to show."""
 
     task_id: str
     device: str
-    token: int
+    token: str
     snapshot_id: str
     fields: dict[str, str] = field(default_factory=dict)
+    attempt: int = 0
 
 
 def _ms_to_s(value: Any) -> float | None:
@@ -323,10 +328,10 @@ class ControlPlane:
             doc = build(current + 1)
             data = snap.canonical_bytes(doc)
             sid = snap.snapshot_id(data)
-            status, version = self.scripts.publish(
-                keys=[k.device, k.snapshot(sid), k.snapshots, k.events],
-                args=[device, sid, data, current + 1, current, doc["num_qubits"], self.events_maxlen, int(only_if_new)],
-            )
+            status, version = self.scripts.call(
+                "publish", k, device_name=device, snapshot_id=sid, data=data, version=current + 1,
+                expected_version=current, num_qubits=doc["num_qubits"], events_maxlen=self.events_maxlen,
+                only_if_new=int(only_if_new))
             if status == "published":
                 self.redis.sadd(Keys.registry, device)
                 log.info("published snapshot %s v%s for %s", sid[:12], version, device)
@@ -528,11 +533,8 @@ class ControlPlane:
         if circuits is not None:
             fields.update(circuits=json.dumps([[f, t] for f, _, t in parsed]), num_circuits=str(len(parsed)))
         task_id = new_task_id(device)
-        reply = self.scripts.submit(
-            keys=self.submit_keys(device, task_id, owner, idempotency_key, snapshot),
-            args=[task_id, owner, json.dumps(fields), IDEMPOTENCY_TTL_S if idempotency_key else 0,
-                  snapshot or "", self.events_maxlen, lim.max_queued_per_owner],
-        )
+        reply = self.scripts.call("submit", k, **self.submit_args(
+            task_id, owner, fields, idempotency_key, snapshot, lim.max_queued_per_owner))
         status = reply[0]
         if status == "error":
             code, detail = reply[1], reply[2]
@@ -550,21 +552,23 @@ class ControlPlane:
         # The script says what it created: the view is built here, without reading the task back
         # (it is the state at submission, 'queued', even if an agent has claimed it since).
         _, _, position, now, seq, vtag, newest, offline_since = reply
-        h = {"id": task_id, "owner": owner, "state": "queued", "attempt": "0", "seq": str(seq), "vtag": str(vtag),
+        h = {"id": task_id, "owner": owner, "state": TaskState.QUEUED.value, "attempt": "0", "seq": str(seq), "vtag": str(vtag),
              "created_at": str(now), "updated_at": str(now), "pinned_snapshot": snapshot or "", **fields}
         return self._queued_view(h, int(position), int(now), float(newest) if newest else None, offline_since)
 
-    def submit_keys(self, device: str, task_id: str, owner: str, idempotency_key: str | None = None,
-                    snapshot: str | None = None) -> list[str]:
-        """KEYS of submit.lua, in its order (the benchmarks call the script alone with them)."""
-        k = self.keys(device)
-        return [k.task(task_id), k.history(task_id), k.events, k.device, k.queue, k.pending,
-                k.idempotency(owner, idempotency_key) if idempotency_key else k.device, k.owner_index(owner),
-                k.snapshot(snapshot) if snapshot else k.device, k.agents]
+    def submit_args(self, task_id: str, owner: str, fields: dict[str, Any], idempotency_key: str | None = None,
+                    snapshot: str | None = None, max_queued: int = 0) -> dict[str, Any]:
+        """The named arguments of submit.lua (its Spec builds KEYS and ARGV from them; the
+        benchmarks call the script alone with them)."""
+        return dict(task_id=task_id, owner=owner, fields=json.dumps(fields),
+                    idempotency_ttl_s=IDEMPOTENCY_TTL_S if idempotency_key else 0, idempotency_key=idempotency_key,
+                    pinned_snapshot=snapshot or "", snapshot_id=snapshot, events_maxlen=self.events_maxlen,
+                    max_queued=max_queued)
 
     def _check_rate(self, owner: str, per_minute: int) -> None:
         """A sliding one-minute window of submissions per owner, across devices."""
-        reply = self.scripts.rate(keys=[Keys.rate(owner)], args=[per_minute, 60_000])
+        reply = self.scripts.call("rate", None, owner=owner, max_count=per_minute,
+                                  window_ms=60_000)
         if reply[0] == "limited":
             wait_s = max(1, -(-int(reply[1]) // 1000))
             raise LimitExceeded(f"you submitted {per_minute} tasks in the last minute (the limit)",
@@ -579,7 +583,7 @@ class ControlPlane:
 
     def task(self, task_id: str) -> dict[str, Any]:
         k, h = self._task_hash(task_id)
-        if h.get("state") != "queued":
+        if h.get("state") != TaskState.QUEUED:
             return task_view(h)
         pipe = self.redis.pipeline(transaction=False)
         pipe.zrank(k.pending, task_id)
@@ -642,14 +646,11 @@ class ControlPlane:
     def cancel(self, task_id: str, by: str) -> dict[str, Any]:
         """Cancel a task in any non-final state. Cancelling a final task changes nothing."""
         k = self.keys(device_of(task_id))
-        reply = self.scripts.cancel(
-            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.device, k.stats],
-            args=[task_id, by, self.events_maxlen],
-        )
+        reply = self.scripts.call("cancel", k, task_id=task_id, by=by, events_maxlen=self.events_maxlen)
         if reply[0] == "missing":
             raise TaskNotFound(f"no task {task_id}", "see `vqpu tasks` for your tasks")
         view = self.task(task_id)
-        view["cancel"] = {"cancelled": reply[0] == "cancelled", "previous": reply[1]}
+        view["cancel"] = {"cancelled": reply[0] == TaskState.CANCELLED, "previous": reply[1]}
         return view
 
     # ----------------------------------------------------- waiting, events
@@ -723,17 +724,15 @@ class ControlPlane:
 
     def _claim_first(self, device: str, candidates: list[str], agent: str, lease_ms: int, entry_id: str,
                      consume_on_skip: bool) -> Claim | None:
-        k = self.keys(device)
-        keys = [k.events, k.device, k.pending, k.leases, k.queue]
-        for task_id in candidates:
-            keys += [k.task(task_id), k.history(task_id)]
-        reply = self.scripts.claim(
-            keys=keys,
-            args=[agent, lease_ms, GROUP, entry_id, self.events_maxlen, int(consume_on_skip), *candidates],
-        )
-        if reply[0] != "claimed":
+        # A fresh nonce per call: the token (attempt-nonce) is then unique to this claim even
+        # when a failover rolled the attempt counter back (see claim.lua).
+        reply = self.scripts.call(
+            "claim", self.keys(device), agent=agent, lease_ms=lease_ms, group=GROUP, entry_id=entry_id,
+            events_maxlen=self.events_maxlen, consume_on_skip=int(consume_on_skip), nonce=secrets.token_hex(8),
+            each=[{"task_id": t} for t in candidates])
+        if reply[0] != TaskState.CLAIMED:
             return None
-        return Claim(reply[1], device, int(reply[2]), reply[3], _decode_pairs(reply[4:]))
+        return Claim(reply[1], device, reply[3], reply[4], _decode_pairs(reply[5:]), attempt=int(reply[2]))
 
     def claim_next(self, device: str, agent: str, lease_ms: int, entry_id: str, tries: int = 8,
                    window: int = CLAIM_WINDOW) -> Claim | None:
@@ -763,17 +762,14 @@ class ControlPlane:
                 return claim
         return None  # heavy contention: the pointer stays pending and is redelivered later
 
-    def progress(self, task_id: str, agent: str, token: int, state: str = "", detail: dict | None = None,
+    def progress(self, task_id: str, agent: str, token: str, state: str = "", detail: dict | None = None,
                  lease_ms: int = 30_000, client: Any = None) -> Any:
         """A fenced heartbeat (state '') or move to scheduled/running. Returns the script's verdict."""
-        k = self.keys(device_of(task_id))
-        return self.scripts.progress(
-            keys=[k.task(task_id), k.history(task_id), k.events, k.leases],
-            args=[task_id, agent, token, state, json.dumps(detail or {}), lease_ms, self.events_maxlen],
-            client=client,
-        )
+        return self.scripts.call("progress", self.keys(device_of(task_id)), client=client, task_id=task_id,
+                                 agent=agent, token=token, state=state, detail=json.dumps(detail or {}),
+                                 lease_ms=lease_ms, events_maxlen=self.events_maxlen)
 
-    def heartbeat(self, held: list[tuple[str, int]], agent: str, lease_ms: int) -> dict[str, str]:
+    def heartbeat(self, held: list[tuple[str, str]], agent: str, lease_ms: int) -> dict[str, str]:
         """Renew every held lease in one round trip; returns task id -> 'ok' / 'cancelled' / 'fenced'."""
         if not held:
             return {}
@@ -782,7 +778,7 @@ class ControlPlane:
             self.progress(task_id, agent, token, "", None, lease_ms, client=pipe)
         return {tid: reply[0] for (tid, _), reply in zip(held, pipe.execute())}
 
-    def finish(self, task_id: str, agent: str, token: int, outcome: str, *, result: dict | None = None,
+    def finish(self, task_id: str, agent: str, token: str, outcome: str, *, result: dict | None = None,
                reason: str = "", error: str = "") -> str:
         """Complete or fail an attempt. Returns 'ok', 'cancelled' or 'fenced'."""
         k = self.keys(device_of(task_id))
@@ -793,11 +789,9 @@ class ControlPlane:
                 "timings": result.get("timings"),
                 "simulator": (result.get("simulator") or {}).get("device"),
             }
-        reply = self.scripts.finish(
-            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.result(task_id), k.stats],
-            args=[task_id, agent, token, outcome, json.dumps(result) if result is not None else "",
-                  reason, error[:1000], json.dumps(summary), self.events_maxlen],
-        )
+        reply = self.scripts.call("finish", k, task_id=task_id, agent=agent, token=token, outcome=outcome,
+                                  result=json.dumps(result) if result is not None else "", reason=reason,
+                                  error=error[:1000], summary=json.dumps(summary), events_maxlen=self.events_maxlen)
         return reply[0]
 
     def held_by(self, device: str, agent: str) -> list[Claim]:
@@ -809,8 +803,8 @@ class ControlPlane:
             pipe.hgetall(k.task(tid))
         out = []
         for tid, h in zip(ids, pipe.execute()):
-            if h and h.get("agent") == agent and h.get("state") in ("claimed", "scheduled", "running"):
-                out.append(Claim(tid, device, int(h["attempt"]), h.get("snapshot", ""), h))
+            if h and h.get("agent") == agent and h.get("state") in HELD_STATES:
+                out.append(Claim(tid, device, h.get("token", ""), h.get("snapshot", ""), h, attempt=int(h["attempt"])))
         return out
 
     def expired(self, device: str) -> list[str]:
@@ -823,10 +817,8 @@ class ControlPlane:
         k = self.keys(device)
         out = []
         for task_id in list(task_ids) if task_ids is not None else self.expired(device):
-            reply = self.scripts.recover(
-                keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.queue, k.device, k.stats],
-                args=[task_id, max_attempts, by, self.events_maxlen, "1" if force else "0"],
-            )
+            reply = self.scripts.call("recover", k, task_id=task_id, max_attempts=max_attempts, by=by,
+                                      events_maxlen=self.events_maxlen, force="1" if force else "0")
             out.append((task_id, reply[0], int(reply[1]) if isinstance(reply[1], int) else 0))
         return out
 
@@ -834,20 +826,18 @@ class ControlPlane:
         """Announce an agent alive for ``ttl_ms`` (0: leaving); ``problem`` non-empty says it is
         unhealthy and why (the device view shows it). Returns the number of live agents."""
         k = self.keys(device)
-        return int(self.scripts.presence(keys=[k.agents, k.events, k.device, k.agent_health],
-                                         args=[agent, ttl_ms, self.events_maxlen, problem[:300]]))
+        return int(self.scripts.call("presence", k, agent=agent, ttl_ms=ttl_ms, events_maxlen=self.events_maxlen,
+                                     problem=problem[:300]))
 
-    def release(self, task_id: str, agent: str, token: int, problem: str, *, max_handbacks: int) -> tuple[str, Any]:
+    def release(self, task_id: str, agent: str, token: str, problem: str, *, max_handbacks: int) -> tuple[str, Any]:
         """Hand a held task back to the queue for a fault of the agent's own, without using an attempt.
 
         Fenced like ``finish``; keeps the task's fair-share place; after
         ``max_handbacks`` hand-backs the task fails with reason ``agent_fault``.
         Returns ('requeued' | 'failed', hand-backs) or ('cancelled' | 'final' | 'fenced', state)."""
         k = self.keys(device_of(task_id))
-        reply = self.scripts.release(
-            keys=[k.task(task_id), k.history(task_id), k.events, k.leases, k.pending, k.queue, k.device, k.stats],
-            args=[task_id, agent, token, max_handbacks, problem[:1000], self.events_maxlen],
-        )
+        reply = self.scripts.call("release", k, task_id=task_id, agent=agent, token=token,
+                                  max_handbacks=max_handbacks, problem=problem[:1000], events_maxlen=self.events_maxlen)
         return reply[0], reply[1]
 
     def stats(self, device: str) -> DeviceStats:

@@ -13,6 +13,12 @@ from typing import Any
 
 
 class TaskState(str, Enum):
+    """The one vocabulary of task states (prelude.lua's STATE table and labextension/src/states.ts
+    are checked against it by tests/unit/test_state_vocabulary.py).
+
+    A ``str`` enum, so a member equals its value: ``h["state"] in FINAL_STATES`` works on
+    the plain strings Redis returns, and JSON carries the value."""
+
     QUEUED = "queued"
     CLAIMED = "claimed"
     SCHEDULED = "scheduled"
@@ -31,8 +37,20 @@ class TaskState(str, Enum):
         return self in HELD_STATES
 
 
+    def __str__(self) -> str:  # f"{state}" is the value, as with a plain string
+        return self.value
+
+
+#: States a task never leaves: no more events, no Cancel button, a follower stops here.
 FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
+#: Held by an agent under a lease and a fencing token (the reaper recovers these).
 HELD_STATES = frozenset({TaskState.CLAIMED, TaskState.SCHEDULED, TaskState.RUNNING})
+#: Where cancel.lua takes a task from: every state that is not final.
+CANCELLABLE_STATES = frozenset(s for s in TaskState if s not in FINAL_STATES)
+#: What finish.lua accepts as an attempt's outcome.
+OUTCOMES = frozenset({TaskState.COMPLETED, TaskState.FAILED})
+#: What progress.lua accepts as a move (besides a heartbeat).
+PROGRESS_STATES = frozenset({TaskState.SCHEDULED, TaskState.RUNNING})
 ORDER = [s.value for s in TaskState]
 #: How often a follower re-reads a queued task whose own events are silent (its position moves).
 QUEUED_REFRESH_S = 3.0
@@ -50,17 +68,16 @@ def follow(task_id: str, status: Callable[[], dict[str, Any]], wait_for_change: 
     Redis and the HTTP transports. Raises ResultTimeout."""
     from jupyter_vqpu.core.errors import ResultTimeout
 
-    final = {s.value for s in FINAL_STATES}
     deadline = None if timeout is None else time.monotonic() + timeout
     view = status()
     yield view
-    while view.get("state") not in final:
+    while view.get("state") not in FINAL_STATES:
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             raise ResultTimeout(f"task {task_id} is still {view.get('state')} after {timeout:g} s", hint)
         # A queued task's position moves with other users' claims and submissions (fair share),
         # which are not its own events: look again every few seconds while it waits.
-        queued = view.get("state") == TaskState.QUEUED.value
+        queued = view.get("state") == TaskState.QUEUED
         wait = QUEUED_REFRESH_S if queued else 20.0
         if on_idle is not None:
             wait = min(wait, idle_s)

@@ -7,13 +7,19 @@ loads the script and retries, so callers never see that error.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
-NAMES = ("submit", "claim", "progress", "finish", "cancel", "recover", "publish", "presence", "rate", "release")
+from jupyter_vqpu.core.keys import Keys
+from jupyter_vqpu.core.specs import SPECS
+
+#: One script per control-plane change; each one's KEYS/ARGV order is its Spec in specs.py.
+NAMES = tuple(SPECS)
 
 
 @cache
@@ -61,7 +67,6 @@ class Scripts:
         for name in NAMES:
             self.loader.script_load(getattr(self, name).script)
 
-
     def ensure_loaded(self) -> int:
         """Load whichever scripts Redis lacks (one SCRIPT EXISTS round trip when none is missing).
 
@@ -75,6 +80,13 @@ class Scripts:
         for script in missing:
             self.loader.script_load(script.script)
         return len(missing)
+
+    def call(self, name: str, k: Keys | None, *, client: Any = None, each: Iterable[Mapping[str, Any]] = (),
+             **named: Any) -> Any:
+        """Run script ``name`` with its KEYS and ARGV built by its Spec from ``k`` and the named
+        arguments: the one way every call site runs a script (``client``: a pipeline)."""
+        keys, args = SPECS[name].build(k, each=each, **named)
+        return getattr(self, name)(keys=keys, args=args, client=client)
 
     def __getattr__(self, name: str) -> Script:  # for type checkers; real ones set above
         raise AttributeError(name)

@@ -25,10 +25,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from jupyter_vqpu.core.lifecycle import TaskState
+
 #: Latency phases, in lifecycle order: waiting in the queue (from (re)queueing to claim),
 #: being scheduled (claim to running: staging, sbatch, Slurm pending), running, and end to end.
 PHASES = ("queue", "schedule", "run", "total")
-OUTCOMES = ("completed", "failed", "cancelled")
+#: How a task ends, in lifecycle order (the final states).
+OUTCOMES = tuple(s.value for s in TaskState if s.final)
 #: The histogram's bucket bounds (seconds), as in ``LATENCY_BUCKETS`` of lua/prelude.lua (a unit
 #: test keeps the two equal). Every bound is always exported, data or not, so that each
 #: ``le`` series exists from the first scrape and rate() over it misses no increment.

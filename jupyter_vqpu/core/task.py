@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from jupyter_vqpu.core.errors import TaskCancelled, TaskFailed, VqpuError
-from jupyter_vqpu.core.lifecycle import TaskState
+from jupyter_vqpu.core.lifecycle import FINAL_STATES, TaskState
 
 
 class WaitInterrupted(VqpuError, KeyboardInterrupt):
@@ -65,10 +65,10 @@ def usage(record: dict[str, Any]) -> dict[str, Any]:
 def raise_for_state(record: dict[str, Any]) -> dict[str, Any]:
     state = record.get("state")
     tid = record.get("task_id")
-    if state == "failed":
+    if state == TaskState.FAILED:
         raise TaskFailed(f"task {tid} failed ({record.get('reason')}): {record.get('error')}",
                          f"see `vqpu status {tid}` for its history")
-    if state == "cancelled":
+    if state == TaskState.CANCELLED:
         raise TaskCancelled(f"task {tid} was cancelled", "submit it again to run it")
     return record
 
@@ -143,7 +143,7 @@ class Task:
                 for listener in self.listeners:
                     listener(view)
         except KeyboardInterrupt:
-            state = self.view.get("state", "queued")
+            state = self.view.get("state", TaskState.QUEUED.value)
             raise WaitInterrupted(
                 f"stopped waiting; task {self.id} is still {state} on the service",
                 f"get its result later with Task.result() or `vqpu wait {self.id}`; "
@@ -161,9 +161,9 @@ class Task:
         Listeners (a notebook widget) hear every change while this waits, on
         the waiting thread itself. Ctrl-C stops the waiting, not the task (WaitInterrupted)."""
         if self._result is None:
-            if not TaskState(self.view.get("state") or "queued").final:  # a final state never changes
+            if self.view.get("state") not in FINAL_STATES:  # a final state never changes
                 self._follow(timeout)
-            if self.view.get("state") == "completed":
+            if self.view.get("state") == TaskState.COMPLETED:
                 self._result = merge_result(self.view, self._t.fetch_result(self.id))
             else:
                 raise_for_state(self.view)

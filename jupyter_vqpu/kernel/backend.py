@@ -27,10 +27,12 @@ from qiskit.result.models import ExperimentResult, ExperimentResultData
 
 from jupyter_vqpu import __version__
 from jupyter_vqpu.core.errors import TaskCancelled, TaskFailed
+from jupyter_vqpu.core.lifecycle import TaskState
 
-_STATUS = {"queued": JobStatus.QUEUED, "claimed": JobStatus.QUEUED, "scheduled": JobStatus.QUEUED,
-           "running": JobStatus.RUNNING, "completed": JobStatus.DONE, "failed": JobStatus.ERROR,
-           "cancelled": JobStatus.CANCELLED}
+_STATUS = {TaskState.QUEUED: JobStatus.QUEUED, TaskState.CLAIMED: JobStatus.QUEUED,
+           TaskState.SCHEDULED: JobStatus.QUEUED, TaskState.RUNNING: JobStatus.RUNNING,
+           TaskState.COMPLETED: JobStatus.DONE, TaskState.FAILED: JobStatus.ERROR,
+           TaskState.CANCELLED: JobStatus.CANCELLED}
 #: Circuits one run sends as one task (the control plane's default ``max_circuits``); primitives split
 #: longer sweeps into jobs of this many.
 MAX_CIRCUITS = 1000

@@ -23,6 +23,7 @@ from IPython.display import HTML, display
 
 from jupyter_vqpu.core.errors import VqpuError
 from jupyter_vqpu.core.keys import device_name
+from jupyter_vqpu.core.lifecycle import FINAL_STATES
 from jupyter_vqpu.core.task import WaitInterrupted
 from jupyter_vqpu.kernel.transport import resolve_client
 
@@ -286,7 +287,7 @@ class VqpuMagics(Magics):
             if not views:
                 print("no tasks yet")
             for v in views:
-                if v["state"] in ("completed", "failed", "cancelled"):
+                if v["state"] in FINAL_STATES:
                     print(f"{v['task_id']}  {v['state']:<10} {describe(v)}")
                 else:  # re-attach a live widget to work submitted before a kernel restart
                     w = TaskWidget(self.client.task(v["task_id"]), snapshot_of=self.client.snapshot)

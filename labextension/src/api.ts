@@ -74,7 +74,10 @@ export interface IHistoryEntry {
   ts: number;
   event: string;
   agent?: string;
-  token?: number | string;
+  /** The attempt number of the claim this entry is about. */
+  attempt?: number;
+  /** The claim's fencing token: opaque (`<attempt>-<nonce>`), unique per claim. */
+  token?: string;
   reason?: string;
   by?: string;
   job_id?: string;

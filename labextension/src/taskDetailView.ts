@@ -70,7 +70,7 @@ export function historyText(e: IHistoryEntry): string {
       // a task put back in line (its agent vanished) says what it was before
       return e.previous ? `back in line${why}` : 'submitted, waiting in line';
     case TaskState.CLAIMED:
-      return `picked up${e.agent ? ` by ${e.agent}` : ''}` + (e.token ? ` (attempt ${e.token})` : '');
+      return `picked up${e.agent ? ` by ${e.agent}` : ''}` + (e.attempt ? ` (attempt ${e.attempt})` : '');
     case TaskState.SCHEDULED:
       return 'job submitted';
     case TaskState.RUNNING:

@@ -110,7 +110,7 @@ describe('the detail view', () => {
 
   it('words history in plain language', () => {
     expect(historyText({ ts: 0, event: 'scheduled' })).toBe('job submitted');
-    expect(historyText({ ts: 0, event: 'claimed', agent: 'a', token: 2 })).toBe('picked up by a (attempt 2)');
+    expect(historyText({ ts: 0, event: 'claimed', agent: 'a', attempt: 2, token: '2-9f2c1a0b' })).toBe('picked up by a (attempt 2)');
     expect(historyText({ ts: 0, event: 'cancelled', by: 'ada' })).toBe('cancelled by ada');
     expect(historyText({ ts: 0, event: 'failed', reason: 'bad_result' })).toBe('failed: bad result');
     expect(historyText({ ts: 0, event: 'queued', previous: 'running', reason: 'lease_expired' })).toBe(

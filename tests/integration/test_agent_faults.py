@@ -371,7 +371,8 @@ def test_bundles_are_swept_after_their_retention_but_never_a_held_ones(seeded, r
         assert (work / "ideal" / done.id).is_dir() and (work / "ideal" / held.id).is_dir()
         wait_for(lambda: not (work / "ideal" / done.id).exists(), 60, "the finished bundle to be swept")
         # the held task's bundle is as old, but it is still held
-        assert (work / "ideal" / held.id / "attempt-1" / "task.json").exists()
+        # one bundle per claim, named by its token (attempt 1, then the nonce)
+        assert len(list((work / "ideal" / held.id).glob("attempt-1-*/task.json"))) == 1
         assert time.time() - (work / "ideal" / held.id).stat().st_mtime > 1.0
         ex.release(held.id)
         assert cp.wait(held.id, timeout=60)["state"] == "completed"

@@ -44,7 +44,7 @@ def test_run_json_has_the_documented_fields(seeded, redis_url, agent_proc):
     events = [e["event"] for e in status["history"]]
     assert events == ["queued", "claimed", "scheduled", "running", "completed"]
     claimed = status["history"][1]
-    assert claimed["agent"] and claimed["token"] == 1 and claimed["snapshot"] == rec["snapshot_id"]
+    assert claimed["agent"] and claimed["attempt"] == 1 and claimed["token"].startswith("1-") and claimed["snapshot"] == rec["snapshot_id"]
 
     human = vqpu("run", GHZ, "--device", "fez", "--shots", "256", url=redis_url)
     assert human.returncode == 0 and "completed on fez" in human.stdout and "counts (256 shots)" in human.stdout

@@ -53,13 +53,13 @@ def test_full_lifecycle_through_the_scripts(seeded):
     view = submit(cp)
     assert view["state"] == "queued" and view["queue_position"] == 1 and view["attempts"] == 0
     claim = next_claim(cp)
-    assert claim.task_id == view["task_id"] and claim.token == 1
+    assert claim.task_id == view["task_id"] and claim.attempt == 1 and claim.token.startswith("1-")
     assert claim.fields["circuit"] == GHZ3 and claim.fields["shots"] == "100"
-    assert cp.progress(claim.task_id, "a1", 1, "scheduled", {"job_id": "42", "reason": "Priority"})[0] == "ok"
+    assert cp.progress(claim.task_id, "a1", claim.token, "scheduled", {"job_id": "42", "reason": "Priority"})[0] == "ok"
     assert cp.task(claim.task_id)["job_reason"] == "Priority"
-    assert cp.progress(claim.task_id, "a1", 1, "running", {"job_id": "42"})[0] == "ok"
+    assert cp.progress(claim.task_id, "a1", claim.token, "running", {"job_id": "42"})[0] == "ok"
     result = {"ok": True, "counts": {"000": 50, "111": 50}, "snapshot_id": claim.snapshot_id}
-    assert cp.finish(claim.task_id, "a1", 1, "completed", result=result) == "ok"
+    assert cp.finish(claim.task_id, "a1", claim.token, "completed", result=result) == "ok"
     final = cp.task(claim.task_id)
     assert final["state"] == "completed" and final["attempts"] == 1 and final["job_id"] == "42"
     assert set(final["phases"]) == {"queued", "claimed", "scheduled", "running", "total"}
@@ -102,21 +102,22 @@ def test_stale_fencing_token_is_rejected_and_recorded(seeded):
     # the zombie's lease runs out; the reaper (forced here) puts the task back
     assert cp.recover("ideal", max_attempts=3, by="test", task_ids=[tid], force=True) == [(tid, "requeued", 1)]
     second = next_claim(cp, "fresh")
-    assert (first.token, second.token) == (1, 2)
+    assert (first.attempt, second.attempt) == (1, 2) and first.token != second.token
+    old, new = first.token, second.token
     # every write of the zombie is refused
-    assert cp.progress(tid, "zombie", 1)[0] == "fenced"
-    assert cp.progress(tid, "zombie", 1, "running", {})[0] == "fenced"
+    assert cp.progress(tid, "zombie", old)[0] == "fenced"
+    assert cp.progress(tid, "zombie", old, "running", {})[0] == "fenced"
     bad = {"ok": True, "counts": {"111": 1}, "snapshot_id": first.snapshot_id}
-    assert cp.finish(tid, "zombie", 1, "completed", result=bad) == "fenced"
+    assert cp.finish(tid, "zombie", old, "completed", result=bad) == "fenced"
     # a right agent id with an old token is fenced too
-    assert cp.finish(tid, "fresh", 1, "completed", result=bad) == "fenced"
+    assert cp.finish(tid, "fresh", old, "completed", result=bad) == "fenced"
     assert cp.task(tid)["state"] == "claimed" and cp.result(tid) is None
     good = {"ok": True, "counts": {"000": 1}, "snapshot_id": second.snapshot_id}
-    assert cp.finish(tid, "fresh", 2, "completed", result=good) == "ok"
+    assert cp.finish(tid, "fresh", new, "completed", result=good) == "ok"
     assert cp.result(tid)["counts"] == {"000": 1}
     # and after completion nobody can overwrite it, not even the holder
-    assert cp.finish(tid, "zombie", 1, "completed", result=bad) == "fenced"
-    assert cp.finish(tid, "fresh", 2, "failed", reason="x", error="y") == "final"
+    assert cp.finish(tid, "zombie", old, "completed", result=bad) == "fenced"
+    assert cp.finish(tid, "fresh", new, "failed", reason="x", error="y") == "final"
     assert cp.task(tid)["state"] == "completed" and cp.result(tid)["counts"] == {"000": 1}
     history = cp.history(tid)
     fenced = [e for e in history if e["event"] == "fenced"]
@@ -132,9 +133,9 @@ def test_cancel_in_each_state(seeded, stage):
     if stage != "queued":
         claim = next_claim(cp)
         if stage in ("scheduled", "running"):
-            cp.progress(tid, "a1", 1, "scheduled", {"job_id": "7"})
+            cp.progress(tid, "a1", claim.token, "scheduled", {"job_id": "7"})
         if stage == "running":
-            cp.progress(tid, "a1", 1, "running", {})
+            cp.progress(tid, "a1", claim.token, "running", {})
     assert cp.task(tid)["state"] == stage
     view = cp.cancel(tid, by="alice")
     assert view["state"] == "cancelled" and view["cancel"] == {"cancelled": True, "previous": stage}
@@ -142,8 +143,8 @@ def test_cancel_in_each_state(seeded, stage):
     assert cp.redis.zscore(k.leases, tid) is None and cp.redis.zscore(k.pending, tid) is None
     if claim is not None:
         # the agent learns of it from its next heartbeat and can no longer complete it
-        assert cp.progress(tid, "a1", 1)[0] == "cancelled"
-        assert cp.finish(tid, "a1", 1, "completed", result={"counts": {}}) == "cancelled"
+        assert cp.progress(tid, "a1", claim.token)[0] == "cancelled"
+        assert cp.finish(tid, "a1", claim.token, "completed", result={"counts": {}}) == "cancelled"
         assert cp.result(tid) is None
     else:
         # the pointer left in the stream is skipped by the next claim
@@ -200,7 +201,7 @@ def test_recover_fails_a_task_after_max_attempts(seeded):
     tid = submit(cp)["task_id"]
     for attempt in (1, 2, 3):
         c = next_claim(cp, f"agent{attempt}")
-        assert c.token == attempt
+        assert c.attempt == attempt
         verdict = cp.recover("ideal", max_attempts=3, by="test", task_ids=[tid], force=True)[0][1]
         assert verdict == ("requeued" if attempt < 3 else "failed")
     view = cp.task(tid)

@@ -109,9 +109,9 @@ def test_lost_leases_are_counted_as_requeued_then_failed_lost(seeded):
     cp = seeded
     tid = Client(control=cp, owner="dave").submit(GHZ3, device="ideal", shots=10).id
     cp.ensure_group("ideal")
-    assert cp.claim_next("ideal", "ghost", 60_000, "").token == 1
+    assert cp.claim_next("ideal", "ghost", 60_000, "").attempt == 1
     assert cp.recover("ideal", max_attempts=2, by="test", task_ids=[tid], force=True) == [(tid, "requeued", 1)]
-    assert cp.claim_next("ideal", "ghost", 60_000, "").token == 2
+    assert cp.claim_next("ideal", "ghost", 60_000, "").attempt == 2
     assert cp.recover("ideal", max_attempts=2, by="test", task_ids=[tid], force=True) == [(tid, "failed", 2)]
     s = scrape(cp.redis)
     assert value(s, "vqpu_tasks_requeued_total", device="ideal") == 1

@@ -23,7 +23,7 @@ def test_submit_claim_finish_and_fencing(cp):
     cp.ensure_group("ideal")
     (dev, entry, ptid), = cp.read_work(["ideal"], "a", 1, 10)
     claim = cp.claim(dev, ptid, "a", 30_000, entry)
-    assert claim.token == 1 and claim.task_id == tid
-    assert cp.finish(tid, "a", 2, "completed", result={"counts": {}}) == "fenced"
-    assert cp.finish(tid, "a", 1, "completed", result={"counts": {"0": 10}}) == "ok"
+    assert claim.attempt == 1 and claim.task_id == tid
+    assert cp.finish(tid, "a", "1-00000000", "completed", result={"counts": {}}) == "fenced"
+    assert cp.finish(tid, "a", claim.token, "completed", result={"counts": {"0": 10}}) == "ok"
     assert [e["event"] for e in cp.history(tid)] == ["queued", "claimed", "fenced", "completed"]

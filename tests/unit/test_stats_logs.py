@@ -49,8 +49,8 @@ def test_the_scripts_count_ends_on_fakeredis():
     cp.ensure_group("ideal")
     claim = cp.claim_next("ideal", "ag", 30_000, "")
     assert claim.task_id == a
-    assert cp.finish(a, "ag", 1, "completed", result={"counts": {}}) == "ok"
-    assert cp.finish(a, "ag", 1, "completed", result={"counts": {}}) != "ok"  # a repeat counts nothing
+    assert cp.finish(a, "ag", claim.token, "completed", result={"counts": {}}) == "ok"
+    assert cp.finish(a, "ag", claim.token, "completed", result={"counts": {}}) != "ok"  # a repeat counts nothing
     cp.cancel(b, by="u")
     cp.cancel(b, by="u")
     stats = cp.stats("ideal")

@@ -2,8 +2,30 @@
 -- Scripts never build key names: every key arrives through KEYS, under one
 -- device hash tag, so the same scripts run unchanged on Redis Cluster.
 
-local ACTIVE = {claimed = true, scheduled = true, running = true}
-local FINAL = {completed = true, failed = true, cancelled = true}
+-- The task states, named once (jupyter_vqpu/core/lifecycle.py's TaskState; checked
+-- against it by tests/unit/test_state_vocabulary.py): scripts say STATE.QUEUED,
+-- never 'queued'. An event that enters a state is named after it.
+local STATE = {
+  QUEUED = 'queued',
+  CLAIMED = 'claimed',
+  SCHEDULED = 'scheduled',
+  RUNNING = 'running',
+  COMPLETED = 'completed',
+  FAILED = 'failed',
+  CANCELLED = 'cancelled',
+}
+-- States a task never leaves.
+local FINAL = {
+  [STATE.COMPLETED] = true,
+  [STATE.FAILED] = true,
+  [STATE.CANCELLED] = true,
+}
+-- Held by an agent under a lease and a fencing token.
+local HELD = {
+  [STATE.CLAIMED] = true,
+  [STATE.SCHEDULED] = true,
+  [STATE.RUNNING] = true,
+}
 
 -- Server time in milliseconds: one clock for every agent and client.
 local function now_ms()
@@ -27,23 +49,26 @@ local function emit(history_key, events_key, maxlen, task_id, owner, event, fiel
   return ts
 end
 
--- Is (agent, token) the holder of the task's current attempt?
--- Returns 'ok', 'final' (our attempt, but the task already ended: a late or
--- repeated report, or a cancel) or 'fenced' (another attempt owns the task,
--- or none does), and the task's state.
-local function fence(task_key, agent, token)
-  local t = redis.call('HMGET', task_key, 'state', 'attempt', 'agent')
-  if not t[1] then return 'fenced', 'missing' end
-  if t[2] ~= token or t[3] ~= agent then return 'fenced', t[1] end
-  if FINAL[t[1]] then return 'final', t[1] end
-  if not ACTIVE[t[1]] then return 'fenced', t[1] end
-  return 'ok', t[1]
-end
-
--- Record a rejected write from an agent that no longer holds the task.
-local function fenced(history_key, events_key, maxlen, task_id, owner, agent, token, state, what)
-  emit(history_key, events_key, maxlen, task_id, owner, 'fenced',
-       {agent = agent, token = tonumber(token), task_state = state, write = what})
+-- The opening of every fenced script (progress, finish, release): is (agent, token)
+-- the holder of the task's current claim? The token is the whole string claim.lua
+-- minted (attempt and a nonce), so a claim replayed after a failover rolled Redis
+-- back gets a new token and the old one stays void.
+-- Returns nil and the task's hash fields {state, attempt, owner} when it is. Otherwise
+-- the script's reply, which it returns at once: {'cancelled' | 'final', state} for
+-- our own claim of a task that already ended (a late or repeated report, or a
+-- cancel), or {'fenced', state} for a write from anyone else (another claim owns the
+-- task, or none does), recorded as a 'fenced' event naming ``what`` was refused.
+local function fence(task_key, history_key, events_key, maxlen, task_id, agent, token, what)
+  local t = redis.call('HMGET', task_key, 'state', 'token', 'agent', 'attempt', 'owner')
+  local state = t[1]
+  if state and t[2] == token and t[3] == agent then
+    if FINAL[state] then return {state == STATE.CANCELLED and STATE.CANCELLED or 'final', state} end
+    if HELD[state] then return nil, {state = state, attempt = tonumber(t[4]), owner = t[5]} end
+  end
+  state = state or 'missing'
+  emit(history_key, events_key, maxlen, task_id, t[5], 'fenced',
+       {agent = agent, token = token, task_state = state, write = what})
+  return {'fenced', state}
 end
 
 -- Operations statistics: cumulative counters and latency histograms in the
@@ -74,10 +99,10 @@ end
 -- the reaper or cancelled counts, but only in the phases that mean something.
 local function record_end(stats_key, task_key, outcome, reason, now, ran)
   redis.call('HINCRBY', stats_key, 'finished:' .. outcome, 1)
-  if outcome == 'failed' then
+  if outcome == STATE.FAILED then
     redis.call('HINCRBY', stats_key, 'failed:' .. (reason ~= '' and reason or 'unknown'), 1)
   end
-  if outcome == 'cancelled' then return end
+  if outcome == STATE.CANCELLED then return end
   local t = redis.call('HMGET', task_key, 'created_at', 'requeued_at', 'claimed_at', 'started_at')
   local created, requeued = tonumber(t[1]), tonumber(t[2])
   local claimed, started = tonumber(t[3]), tonumber(t[4])

@@ -2,9 +2,14 @@
 -- healthy. Membership changes (an agent appearing, or one whose presence
 -- expired) and health changes are events, so a device's online / degraded /
 -- offline status is projected like any other state change.
--- KEYS[1] agents zset   KEYS[2] device events   KEYS[3] device hash   KEYS[4] agent health hash
--- ARGV[1] agent id      ARGV[2] ttl ms ('0' : leaving)   ARGV[3] events maxlen
--- ARGV[4] '' : healthy, else why the agent is unhealthy (one line: it cannot run work now)
+-- KEYS[1] = agents           the agents zset
+-- KEYS[2] = events           the device's events stream
+-- KEYS[3] = device           the device hash
+-- KEYS[4] = agent_health     the agent health hash
+-- ARGV[1] = agent            agent id
+-- ARGV[2] = ttl_ms           presence length ('0' : leaving)
+-- ARGV[3] = events_maxlen
+-- ARGV[4] = problem          '' : healthy, else why the agent is unhealthy (one line: it cannot run work now)
 -- returns number of live agents
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)

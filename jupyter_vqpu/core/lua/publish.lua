@@ -1,10 +1,18 @@
 -- publish: make a new immutable snapshot the device's current one (device
 -- mutation). Compare-and-set on the device version so two publishers cannot
 -- both become version N. Old snapshots stay readable.
--- KEYS[1] device hash   KEYS[2] snapshot key   KEYS[3] snapshot index zset   KEYS[4] device events
--- ARGV[1] device name   ARGV[2] snapshot id    ARGV[3] snapshot bytes
--- ARGV[4] version       ARGV[5] expected current version ('0' : device is new)
--- ARGV[6] num qubits    ARGV[7] events maxlen  ARGV[8] '1' : only if the device is new
+-- KEYS[1] = device           the device hash
+-- KEYS[2] = snapshot         the new snapshot's key
+-- KEYS[3] = snapshots        the snapshot index zset
+-- KEYS[4] = events           the device's events stream
+-- ARGV[1] = device_name
+-- ARGV[2] = snapshot_id
+-- ARGV[3] = data             the snapshot's canonical bytes
+-- ARGV[4] = version
+-- ARGV[5] = expected_version the current version expected ('0' : device is new)
+-- ARGV[6] = num_qubits
+-- ARGV[7] = events_maxlen
+-- ARGV[8] = only_if_new      '1' : only if the device is new
 -- returns {'published', version} | {'exists', current version} | {'conflict', current version}
 local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if ARGV[8] == '1' and current > 0 then return {'exists', current} end

@@ -1,6 +1,7 @@
 -- rate: a sliding-window count of one owner's submissions (across devices).
--- KEYS[1] the owner's window (a sorted set of submission times)
--- ARGV[1] most submissions in the window   ARGV[2] window length ms
+-- KEYS[1] = rate             the owner's window (a sorted set of submission times)
+-- ARGV[1] = max_count        most submissions in the window
+-- ARGV[2] = window_ms        window length
 -- returns {'ok', count} | {'limited', ms until a slot frees}
 local now = now_ms()
 local window = tonumber(ARGV[2])

@@ -1,11 +1,22 @@
 -- submit: create a queued task, idempotently, at its fair-share place in the queue.
--- KEYS[1] task hash          KEYS[2] task history      KEYS[3] device events
--- KEYS[4] device hash        KEYS[5] work stream       KEYS[6] pending zset
--- KEYS[7] idempotency key    KEYS[8] owner's index     KEYS[9] pinned snapshot (or device hash)
--- KEYS[10] agents zset
--- ARGV[1] task id            ARGV[2] owner             ARGV[3] task fields (JSON object)
--- ARGV[4] idempotency ttl s (0: none)                  ARGV[5] pinned snapshot id ('' : none)
--- ARGV[6] events maxlen      ARGV[7] max queued per owner on this device (0: unlimited)
+-- KEYS[1] = task             the task hash
+-- KEYS[2] = history          the task history
+-- KEYS[3] = events           the device's events stream
+-- KEYS[4] = device           the device hash
+-- KEYS[5] = queue            the work stream
+-- KEYS[6] = pending          the pending zset
+-- KEYS[7] = owner_index      the owner's index of tasks on this device
+-- KEYS[8] = agents           the agents zset
+-- KEYS[9] = idempotency      (optional: only with an idempotency ttl) the idempotency key
+-- KEYS[10] = snapshot        (optional: only with a pinned snapshot; KEYS[9] when there is no
+--                            idempotency key) the pinned snapshot
+-- ARGV[1] = task_id
+-- ARGV[2] = owner
+-- ARGV[3] = fields           task fields (JSON object)
+-- ARGV[4] = idempotency_ttl_s  seconds (0: no idempotency key)
+-- ARGV[5] = pinned_snapshot  snapshot id ('' : none)
+-- ARGV[6] = events_maxlen
+-- ARGV[7] = max_queued       most queued per owner on this device (0: unlimited)
 -- returns {'created', id, position, now ms, seq, vtag, newest agent expiry ms ('' : none),
 --          offline since ms ('' : never seen)} | {'existing', id} | {'error', code, detail}
 --
@@ -17,6 +28,11 @@
 -- rotate across owners with queued work. The score orders equal tags by
 -- arrival, so the queue position a user sees is the real claim order.
 local task_id, owner = ARGV[1], ARGV[2]
+-- The optional keys follow the fixed ones, each only when it is used.
+local idem_key, snapshot_key
+local next_key = 9
+if ARGV[4] ~= '0' then idem_key = KEYS[next_key]; next_key = next_key + 1 end
+if ARGV[5] ~= '' then snapshot_key = KEYS[next_key] end
 if redis.call('EXISTS', KEYS[4]) == 0 then
   return {'error', 'unknown_device', ''}
 end
@@ -24,10 +40,10 @@ if redis.call('HGET', KEYS[4], 'admin_state') == 'draining' then
   return {'error', 'device_draining', ''}
 end
 if ARGV[4] ~= '0' then
-  local existing = redis.call('GET', KEYS[7])
+  local existing = redis.call('GET', idem_key)
   if existing then return {'existing', existing} end
 end
-if ARGV[5] ~= '' and redis.call('EXISTS', KEYS[9]) == 0 then
+if ARGV[5] ~= '' and redis.call('EXISTS', snapshot_key) == 0 then
   return {'error', 'unknown_snapshot', ARGV[5]}
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -52,7 +68,7 @@ local now = now_ms()
 local seq = redis.call('HINCRBY', KEYS[4], 'seq', 1)
 -- Tags stay far below 2^31 and the arrival part wraps at 2^22: the score is exact in a double.
 local score = vtag * 4194304 + seq % 4194304
-local args = {'id', task_id, 'owner', owner, 'state', 'queued', 'attempt', '0',
+local args = {'id', task_id, 'owner', owner, 'state', STATE.QUEUED, 'attempt', '0',
               'agent', '', 'seq', seq, 'vtag', vtag, 'score', score,
               'created_at', now, 'updated_at', now, 'pinned_snapshot', ARGV[5]}
 for k, v in pairs(fields) do
@@ -62,13 +78,13 @@ end
 redis.call('HSET', KEYS[1], unpack(args))
 redis.call('ZADD', KEYS[6], score, task_id)
 redis.call('XADD', KEYS[5], '*', 'task', task_id)
-redis.call('ZADD', KEYS[8], now, task_id)
+redis.call('ZADD', KEYS[7], now, task_id)
 redis.call('HSET', KEYS[4], 'queued:' .. owner, queued + 1, 'vt:' .. owner, vtag)
 if ARGV[4] ~= '0' then
-  redis.call('SET', KEYS[7], task_id, 'EX', tonumber(ARGV[4]))
+  redis.call('SET', idem_key, task_id, 'EX', tonumber(ARGV[4]))
 end
 local position = redis.call('ZRANK', KEYS[6], task_id) + 1
-emit(KEYS[2], KEYS[3], ARGV[6], task_id, owner, 'queued',
-     {state = 'queued', position = position, shots = tonumber(fields.shots)})
-local newest = redis.call('ZRANGE', KEYS[10], -1, -1, 'WITHSCORES')
+emit(KEYS[2], KEYS[3], ARGV[6], task_id, owner, STATE.QUEUED,
+     {state = STATE.QUEUED, position = position, shots = tonumber(fields.shots)})
+local newest = redis.call('ZRANGE', KEYS[8], -1, -1, 'WITHSCORES')
 return {'created', task_id, position, now, seq, vtag, newest[2] or '', d[4] or ''}
