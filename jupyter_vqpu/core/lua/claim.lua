@@ -26,6 +26,10 @@
 -- to a replica that had not yet seen a claim rolls the attempt counter back, and
 -- the same claim made again would hand out the same number, so two runs of the
 -- task would both pass the fence. The nonce makes every claim's token its own.
+-- It comes from the caller (Python's secrets), not from math.random: Redis 7.0 seeds
+-- Lua's generator the same way at every process start (the first math.random(1e9) of
+-- a fresh redis-server is 396464774 each time), so a restarted or promoted node would
+-- replay the same "random" values.
 local agent, nonce = ARGV[1], ARGV[7]
 if not string.match(nonce, '^[0-9a-f]+$') or #nonce < 8 or #nonce > 32 then
   return redis.error_reply('claim: the nonce must be 8-32 lower-case hex digits')
