@@ -33,8 +33,6 @@ from jupyter_vqpu.core.result import MAX_TRANSPILED_QASM_CHARS
 from jupyter_vqpu.core.snapshot import load_snapshot, snapshot_id
 from jupyter_vqpu_agent import bundle, private
 
-METHODS = ("automatic", "statevector", "density_matrix", "stabilizer", "matrix_product_state", "extended_stabilizer")
-
 # Verified snapshot documents by id (a warm worker re-reads the same bytes task after task).
 DOCS: Memo[dict] = Memo(maxsize=8)
 
@@ -122,20 +120,40 @@ def run_bundle(bundle_dir: Path) -> dict:
     return result
 
 
-def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
-    from qiskit import transpile
-    from qiskit.transpiler.exceptions import TranspilerError
+#: How Aer spreads one seed_simulator over the circuits of one run: circuit i gets seed + 2113 * i
+#: (qiskit-aer's controller_execute, "shift the seed for each successive experiment"), so a list
+#: here gives each circuit the counts Aer gives it in the same list.
+AER_SEED_SHIFT = 2113
 
-    from jupyter_vqpu.core.circuits import parse_circuit
+
+def circuit_seed(seed: int, index: int) -> int:
+    """The simulator seed of circuit ``index`` of a task seeded ``seed``, as Aer derives it."""
+    return (seed + AER_SEED_SHIFT * index) % 2**63
+
+
+def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
+    """Every circuit of the task in one pass: one snapshot, one Target, one noise model (for the
+    physical qubits any circuit uses), then each circuit transpiled and simulated with its own seed.
+
+    The result's top level describes the first circuit (what a single-circuit task always
+    returned); a task of several also has ``experiments``, one entry per circuit, in order."""
+    from jupyter_vqpu.core import run_options
     from jupyter_vqpu.core.snapshot import target_for
     from jupyter_vqpu_agent.noise import noise_model_with_hit
 
     if isinstance(spec.shots, bool) or not isinstance(spec.shots, int) or spec.shots < 1:
         raise _Failure("runner_error", f"shots must be a positive whole number, got {spec.shots!r}")
     options = spec.options if isinstance(spec.options, dict) else {}
+    unknown = run_options.unknown(options)
+    if unknown:
+        raise _Failure("runner_error", f"unknown run option(s) {', '.join(unknown)}; this runner knows "
+                                       f"{', '.join(run_options.KNOWN)}")
+    for name, value in options.items():
+        wrong = run_options.problem(name, value)
+        if wrong:
+            raise _Failure("runner_error", wrong)
     method = options.get("method") or "automatic"
-    if method not in METHODS:
-        raise _Failure("runner_error", f"unknown simulation method {method!r}; use one of {', '.join(METHODS)}")
+    noisy = options.get("noise", True)
     try:
         available, gpu_build = _device_info()
         device, reason = select_device(available, options.get("device"), gpu_build=gpu_build)
@@ -143,7 +161,7 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
         raise _Failure("runner_error", str(exc)) from None
     seed = spec.seed if spec.seed is not None else random.SystemRandom().randrange(2**31)
 
-    # ---- load: snapshot, circuit, target
+    # ---- load: snapshot, circuits, target
     try:
         data = (bundle_dir / spec.snapshot_file).read_bytes()
     except OSError as exc:
@@ -156,59 +174,139 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
         raise _Failure("invalid_snapshot", f"the bundled snapshot is for device {doc['device']!r}, "
                                            f"the task for {spec.device!r}")
     try:
-        text = (bundle_dir / spec.circuit_file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        entries = bundle.read_circuits(bundle_dir, spec)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise _Failure("invalid_circuit", f"cannot read the circuit file: {_one_line(exc)}") from None
-    try:
-        qc = parse_circuit(text, spec.circuit_format or None, max_qubits=doc["num_qubits"])
-    except (CircuitError, LimitExceeded) as exc:
-        raise _Failure("invalid_circuit", str(exc)) from None
+    many = bool(spec.circuits_file)
+    circuits = [_parse(text, fmt, doc["num_qubits"], i if many else None) for i, (fmt, text) in enumerate(entries)]
+    if not circuits:
+        raise _Failure("invalid_circuit", "the task has no circuits")
     target, target_hit = target_for(doc, spec.snapshot_id)
     loaded = time.perf_counter()
 
-    # ---- transpile to the device
-    try:
-        with _builtin_transpiler_plugins_only():
-            tqc = transpile(qc, target=target, optimization_level=spec.optimization_level, seed_transpiler=seed)
-    except TranspilerError as exc:
-        raise _Failure("invalid_circuit", f"the circuit cannot run on {spec.device}: {_one_line(exc)}") from None
-    ops = tqc.count_ops()
-    if "measure" not in ops and not any(name in ops for name in ("if_else", "for_loop", "while_loop", "switch_case")):
-        raise _Failure("invalid_circuit", "the circuit measures nothing, so it has no counts to return "
-                                          "(add measurements, e.g. qc.measure_all())")
-    layout, final_layout = _layouts(tqc, qc.num_qubits)
-    used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
-    transpiled_qasm = transpiled_text(tqc)
+    # ---- transpile each to the device (or check it is for the device already)
+    skip = bool(options.get("skip_transpilation"))
+    prepared = [_prepare(qc, target, spec, seed, skip, i if many else None) for i, qc in enumerate(circuits)]
+    used_all = sorted({q for _, _, used in prepared for q in used})
     transpiled = time.perf_counter()
 
-    # ---- noise model for the used physical qubits
-    noise, noise_hit = noise_model_with_hit(doc, used, spec.snapshot_id)
+    # ---- one noise model, for every physical qubit any circuit uses (none for an ideal run)
+    noise, noise_hit = noise_model_with_hit(doc, used_all, spec.snapshot_id) if noisy else (None, False)
     modelled = time.perf_counter()
 
-    # ---- simulate
-    counts, used_method = _simulate(tqc, spec.shots, seed, noise, method, device, len(used))
+    # ---- simulate each circuit with its own seed (Aer's spread of one seed over a list)
+    experiments = []
+    for i, ((qc, tqc, used), original) in enumerate(zip(prepared, circuits)):
+        this_seed = circuit_seed(seed, i)
+        counts, used_method = _simulate(tqc, spec.shots, this_seed, noise, method, device, len(used))
+        sim = {"method": used_method}
+        if tqc.layout is None and tqc is original and original.num_qubits == target.num_qubits:
+            layout = final_layout = used  # written for the device (e.g. OpenQASM on $n): its qubits are physical
+        else:
+            layout, final_layout = _layouts(tqc, original.num_qubits)
+        experiments.append({
+            "shots": spec.shots, "seed": this_seed, "counts": counts, "layout": layout,
+            "final_layout": final_layout, "physical_qubits": used, "num_qubits": original.num_qubits,
+            "method": sim["method"], "simulator": sim, "transpiled": tqc is not original,
+            "qubit_errors": _qubit_errors(doc, used), "estimated_fidelity": _estimated_fidelity(tqc, target),
+        })
     done = time.perf_counter()
 
     import qiskit
     import qiskit_aer
 
-    return {
+    first = experiments[0]
+    transpiled_qasm = transpiled_text(prepared[0][1])
+    result = {
         "snapshot_id": spec.snapshot_id,
-        "shots": spec.shots,
+        **{k: v for k, v in first.items() if k not in ("method", "simulator")},
         "seed": seed,
-        "counts": counts,
-        "layout": layout,
-        "final_layout": final_layout,
-        "physical_qubits": used,
-        "num_qubits": qc.num_qubits,
         **({"transpiled_qasm": transpiled_qasm} if transpiled_qasm is not None else {}),
-        "simulator": {"method": used_method, "device": device, "reason": reason,
+        "simulator": {**{k: str(v) for k, v in first["simulator"].items() if v is not None},
+                      "device": device, "reason": reason, "noise": "device" if noisy else "none",
                       "aer_version": qiskit_aer.__version__, "qiskit_version": qiskit.__version__},
         # what this run reused from earlier ones in the same (warm) process
         "cache": {"snapshot": doc_hit, "target": target_hit, "noise_model": noise_hit},
         "timings": {"load": loaded - started, "transpile": transpiled - loaded, "noise_model": modelled - transpiled,
                     "simulate": done - modelled, "total": done - started},
     }
+    if many:
+        result["experiments"] = experiments
+    return result
+
+
+def _parse(text: str, fmt: str | None, device_qubits: int, index: int | None) -> Any:
+    from jupyter_vqpu.core.circuits import parse_circuit
+
+    try:
+        return parse_circuit(text, fmt or None, max_qubits=device_qubits)
+    except (CircuitError, LimitExceeded) as exc:
+        raise _Failure("invalid_circuit", _which(index) + str(exc)) from None
+
+
+def _which(index: int | None) -> str:
+    return "" if index is None else f"circuits[{index}]: "
+
+
+def _prepare(qc: Any, target: Any, spec: bundle.TaskSpec, seed: int, skip: bool,
+             index: int | None) -> tuple[Any, Any, list[int]]:
+    """(circuit, circuit to simulate, physical qubits it uses). A circuit already for the device
+    (as wide as the device, every instruction native on its qubits: what ``transpile(qc, backend)``
+    returns) runs as it is, keeping the user's layout; ``skip`` demands that, else the circuit is
+    transpiled at the task's optimization level (2 by default: Qiskit's default preset, noise-aware
+    VF2 layout on the snapshot's error rates)."""
+    from qiskit import transpile
+    from qiskit.transpiler.exceptions import TranspilerError
+
+    from jupyter_vqpu.core.isa import not_for_device
+
+    isa = not_for_device(qc, target)
+    if skip and isa is not None:
+        raise _Failure("invalid_circuit", f"{_which(index)}the circuit is not for {spec.device}: {isa} (transpile "
+                                          f"it first: transpile(qc, backend))")
+    if isa is None and (skip or qc.num_qubits == target.num_qubits):
+        tqc = qc
+    else:
+        try:
+            with _builtin_transpiler_plugins_only():
+                tqc = transpile(qc, target=target, optimization_level=spec.optimization_level, seed_transpiler=seed,
+                                num_processes=1)
+        except TranspilerError as exc:
+            raise _Failure("invalid_circuit", f"{_which(index)}the circuit cannot run on {spec.device}: "
+                                              f"{_one_line(exc)}") from None
+    ops = tqc.count_ops()
+    if "measure" not in ops and not any(name in ops for name in ("if_else", "for_loop", "while_loop", "switch_case")):
+        raise _Failure("invalid_circuit", f"{_which(index)}the circuit measures nothing, so it has no counts to "
+                                          "return (add measurements, e.g. qc.measure_all())")
+    used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
+    return qc, tqc, used
+
+
+def _qubit_errors(doc: dict, used: list[int]) -> list[dict[str, Any]]:
+    """The calibration of each physical qubit a circuit used: what its counts were exposed to."""
+    out = []
+    for q in used:
+        props = doc["qubits"][q] if q < len(doc["qubits"]) else {}
+        out.append({"qubit": q, **{k: props.get(k) for k in ("readout_error", "t1", "t2")}})
+    return out
+
+
+def _estimated_fidelity(tqc: Any, target: Any) -> float | None:
+    """The product of (1 - error) over the transpiled circuit's instructions, from the Target's
+    calibration: the figure the layout stage tries to maximise (None with control flow)."""
+    fidelity = 1.0
+    for inst in tqc.data:
+        name = inst.operation.name
+        if name in ("barrier", "delay"):
+            continue
+        qargs = tuple(tqc.find_bit(q).index for q in inst.qubits)
+        try:
+            props = target[name].get(qargs)
+        except KeyError:
+            return None
+        if props is not None and props.error is not None:
+            fidelity *= 1.0 - props.error
+    return round(fidelity, 6)
 
 
 def transpiled_text(tqc: Any, max_chars: int = MAX_TRANSPILED_QASM_CHARS) -> str | None:
@@ -273,6 +371,10 @@ CLIFFORD_GATES = frozenset({"id", "x", "y", "z", "h", "s", "sdg", "sx", "sxdg", 
                             "reset", "barrier", "measure"})
 _FLOW = ("if_else", "for_loop", "while_loop", "switch_case")
 
+
+
+#: Widest circuit simulated as a density matrix (4^10 amplitudes: 16 MB).
+DENSITY_MATRIX_MAX_QUBITS = 10
 
 
 def choose_method(method: str, noisy: bool, active_qubits: int, shots: int) -> str:
