@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = C.parser(__doc__, "noise_model")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--families", default=None, help="comma-separated (default: all; --quick: ghz,layered)")
+    parser.add_argument("--sizes", default=None, help="active qubits:shots, comma-separated (e.g. 15:256,20:32)")
+    parser.add_argument("--runtime-max-qubits", type=int, default=20,
+                        help="time SamplerV2(FakeFez()) only up to this width (it runs the warm path's trajectories)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
@@ -67,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     sid = snapshot.snapshot_id(snapshot.canonical_bytes(doc))
     target = snapshot.build_target(doc, sid)
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
+    if args.sizes:
+        sizes = tuple(tuple(int(x) for x in item.split(":")) for item in args.sizes.split(","))
     names = (args.families.split(",") if args.families else
              ["ghz"] if args.smoke else ["ghz", "layered"] if args.quick else list(FAMILIES))
     available, gpu_build = runner._device_info()
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             ref = ref_sim.run(tqc, shots=shots).result().get_counts()
             t3 = time.perf_counter()
             rt_s = None
-            if not args.smoke:
+            if not args.smoke and n <= args.runtime_max_qubits:
                 sampler.run([tqc], shots=shots).result()  # its first call builds its simulator
                 t4 = time.perf_counter()
                 sampler.run([tqc], shots=shots).result()
