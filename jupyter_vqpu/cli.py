@@ -348,6 +348,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_format)
     cp = _cp(args)
+    from jupyter_vqpu.core.connection import durability_setting
+
+    override = durability_setting(args.wait_replicas, cp.durability.timeout_ms, cp.durability.aof)
+    if override is not None:
+        cp.durability = override
     devices = cp.device_names() if args.devices in ("all", "") else [d.strip() for d in args.devices.split(",")]
     if not devices:
         raise VqpuError("no devices to serve", "seed them with `vqpu device seed fez` or `vqpu up`")
@@ -492,7 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--executor", default="local", choices=["local", "slurm", "slurm-pilot"])
     s.add_argument("--agent-id")
     s.add_argument("--work-root", help="bundle directory root (must be visible to compute nodes for slurm)")
-    s.add_argument("--capacity", type=int, default=2, help="tasks held at once")
+    s.add_argument("--capacity", type=int, default=2, help="tasks held at once, across all served devices")
+    s.add_argument("--wait-replicas", type=int, default=-1, metavar="N",
+                   help="claims and results count as acknowledged only once on N replicas (WAIT); "
+                        "-1: the Redis URL's ?wait_replicas= (0 without it)")
     s.add_argument("--lease", type=float, default=30.0, help="lease seconds")
     s.add_argument("--renew", type=float, default=10.0, help="lease renewal interval seconds")
     s.add_argument("--max-attempts", type=int, default=3)

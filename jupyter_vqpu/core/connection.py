@@ -150,6 +150,16 @@ def parse_url(url: str) -> Target:
                   options, sentinel_auth, durability)
 
 
+#: What a failover or an outage raises, on any deployment: the call may succeed if retried shortly
+#: (a 503 to an API caller). Cluster errors are not all RedisError subclasses; READONLY is a write
+#: that reached a demoted master (Sentinel clients then reconnect to the new one).
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError, redis.exceptions.BusyLoadingError,
+    redis.exceptions.ClusterDownError, redis.exceptions.TryAgainError, redis.exceptions.AskError,
+    redis.exceptions.MasterDownError, redis.exceptions.RedisClusterException,
+)
+
+
 def durability_setting(replicas: int, timeout_ms: int, aof: bool) -> Durability | None:
     """A knob's durability (traitlets, ``--wait-replicas``): None when ``replicas`` < 0 and no
     AOF wait is asked, meaning "what the URL says" (``?wait_replicas=``, 0 without it)."""

@@ -20,11 +20,13 @@ import redis
 
 from jupyter_vqpu.core import refs, run_options
 from jupyter_vqpu.core import snapshot as snap
+from jupyter_vqpu.core.connection import Durability, durability_of, is_cluster, node_client, server_time_ms
 from jupyter_vqpu.core.errors import (
     CircuitError,
     DeviceDraining,
     InvalidRequest,
     LimitExceeded,
+    NotDurable,
     TaskNotFound,
     UnknownDevice,
     UnknownSnapshot,
@@ -35,6 +37,7 @@ from jupyter_vqpu.core.lifecycle import HELD_STATES, TaskState, follow
 from jupyter_vqpu.core.parsing import ParserPool, default_pool
 from jupyter_vqpu.core.scripts import Scripts
 from jupyter_vqpu.core.stats import DeviceStats, parse_stats
+from jupyter_vqpu.core.streams import PerDeviceReads
 
 log = logging.getLogger("vqpu.control")
 
@@ -146,8 +149,15 @@ class ControlPlane:
     """Operations on the control plane; every state change is one script call."""
 
     def __init__(self, client: redis.Redis, *, limits: Limits | None = None, events_maxlen: int = EVENTS_MAXLEN,
-                 script_loader: redis.Redis | None = None, parser: ParserPool | None = None) -> None:
+                 script_loader: redis.Redis | None = None, parser: ParserPool | None = None,
+                 durability: Durability | None = None) -> None:
         self.redis = client
+        # What "acknowledged" means for submit, claim and finish (the URL's ?wait_replicas= by default).
+        self.durability = durability if durability is not None else durability_of(client)
+        self._waitaof_checked = False
+        # A Redis Cluster cannot read many devices' streams in one call: one blocking read per device.
+        self._work_reads = PerDeviceReads(self._read_work_one, "vqpu-work")
+        self._event_reads = PerDeviceReads(self._read_events_one, "vqpu-events", consuming=False)
         self.limits = limits or Limits()
         self._parser = parser  # where circuits are parsed (see the parser property)
         self.events_maxlen = events_maxlen
@@ -192,21 +202,27 @@ class ControlPlane:
             raise UnknownDevice(f"unknown device {device!r}", f"known devices: {known}; see `vqpu devices`")
         return h
 
-    def server_time(self) -> float:
-        sec, usec = self.redis.time()
-        return sec + usec / 1e6
+    def server_time(self, device: str | None = None) -> float:
+        """Server time in seconds: ``device``'s own node (on a cluster each master has its clock)."""
+        return server_time_ms(self.redis, self.keys(device).device if device else None) / 1000
+
+    def _times(self, names: list[str]) -> dict[str, float]:
+        """Each device's server time: one TIME on a single node, one per device on a cluster."""
+        if is_cluster(self.redis):
+            return {name: self.server_time(name) for name in names}
+        return dict.fromkeys(names, self.server_time())
 
     def devices(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Each device's status (online / draining / offline), queue depth and snapshot age."""
         names = list(names) if names is not None else self.device_names()
-        now = self.server_time()
+        nows = self._times(names)
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
             k = self.keys(name)
             pipe.hgetall(k.device)
             pipe.zcard(k.pending)
             pipe.zcard(k.leases)
-            pipe.zrangebyscore(k.agents, now * 1000, "+inf")
+            pipe.zrangebyscore(k.agents, nows[name] * 1000, "+inf")
             pipe.hgetall(k.agent_health)
         replies = pipe.execute()
         out = []
@@ -235,7 +251,7 @@ class ControlPlane:
                     "snapshot_id": h.get("snapshot"),
                     "snapshot_version": int(h.get("version") or 0),
                     "snapshot_at": snapshot_at,
-                    "snapshot_age_s": round(now - snapshot_at, 3) if snapshot_at else None,
+                    "snapshot_age_s": round(nows[name] - snapshot_at, 3) if snapshot_at else None,
                 }
             )
         return out
@@ -508,6 +524,9 @@ class ControlPlane:
         if idempotency_key:
             existing = self.redis.get(k.idempotency(owner, idempotency_key))
             if existing:
+                if self.durability.enabled:  # a retry after NotDurable: the first write must be on replicas now
+                    idem = k.idempotency(owner, idempotency_key)
+                    self._acknowledged(idem, lambda p: p.expire(idem, IDEMPOTENCY_TTL_S))
                 return self.task(existing)
         # Throttles before the parse, so that invalid circuits count too and a loop of them costs
         # no parsing past the limit (submit.lua enforces the queue cap again, atomically).
@@ -533,8 +552,8 @@ class ControlPlane:
         if circuits is not None:
             fields.update(circuits=json.dumps([[f, t] for f, _, t in parsed]), num_circuits=str(len(parsed)))
         task_id = new_task_id(device)
-        reply = self.scripts.call("submit", k, **self.submit_args(
-            task_id, owner, fields, idempotency_key, snapshot, lim.max_queued_per_owner))
+        reply = self._acknowledged(k.device, lambda p: self.scripts.call("submit", k, client=p, **self.submit_args(
+            task_id, owner, fields, idempotency_key, snapshot, lim.max_queued_per_owner)))
         status = reply[0]
         if status == "error":
             code, detail = reply[1], reply[2]
@@ -585,7 +604,8 @@ class ControlPlane:
         k, h = self._task_hash(task_id)
         if h.get("state") != TaskState.QUEUED:
             return task_view(h)
-        pipe = self.redis.pipeline(transaction=False)
+        # All on the device's own node (a cluster client sends a pipeline's keyless TIME anywhere).
+        pipe = node_client(self.redis, k.device).pipeline(transaction=False)
         pipe.zrank(k.pending, task_id)
         pipe.time()
         pipe.zrange(k.agents, -1, -1, withscores=True)
@@ -660,16 +680,25 @@ class ControlPlane:
         return last[0][0] if last else "0-0"
 
     def read_events(self, cursors: dict[str, str], block_ms: int | None, count: int = 500) -> list[tuple[str, str, dict]]:
-        """New events after each device's cursor: (device, event id, fields). Updates ``cursors``."""
+        """New events after each device's cursor: (device, event id, fields). Updates ``cursors``.
+
+        On a Redis Cluster with several devices, one blocking XREAD per device (``PerDeviceReads``),
+        returning when the first has events; the others are read again from the same cursors."""
+        if is_cluster(self.redis) and len(cursors) > 1:
+            out = self._event_reads.read({d: (c, count) for d, c in cursors.items()}, block_ms)
+        else:
+            out = self._read_events_one(None, (cursors, count), block_ms)
+        for device, eid, _ in out:
+            cursors[device] = eid
+        return out
+
+    def _read_events_one(self, device: str | None, arg: tuple, block_ms: int | None) -> list[tuple[str, str, dict]]:
+        cursor, count = arg
+        cursors = {device: cursor} if device is not None else cursor
         streams = {self.keys(d).events: c for d, c in cursors.items()}
         reply = self.redis.xread(streams, count=count, block=block_ms)
-        out = []
-        for stream, entries in reply or []:
-            device = stream.split("{", 1)[1].split("}", 1)[0]
-            for eid, fields in entries:
-                out.append((device, eid, fields))
-                cursors[device] = eid
-        return out
+        return [(stream.split("{", 1)[1].split("}", 1)[0], eid, fields)
+                for stream, entries in reply or [] for eid, fields in entries]
 
     def watch(self, task_id: str, timeout: float | None = None,
               on_idle: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
@@ -702,15 +731,84 @@ class ControlPlane:
                 raise
 
     def read_work(self, devices: list[str], consumer: str, count: int, block_ms: int) -> list[tuple[str, str, str]]:
-        """Block for new work pointers: (device, stream entry id, task id)."""
+        """Block for new work pointers: (device, stream entry id, task id).
+
+        ``count`` is per stream (XREADGROUP's), so several devices may deliver more pointers than
+        the caller has room for: what it does not take stays in this consumer's pending list
+        (the agent keeps it for later; XAUTOCLAIM hands it on if the agent dies). On a Redis
+        Cluster, one blocking read per device (``PerDeviceReads``), none of them lost."""
+        if is_cluster(self.redis) and len(devices) > 1:
+            return self._work_reads.read({d: (consumer, count) for d in devices}, block_ms)
+        return self._read_work_one(None, (devices, consumer, count), block_ms)
+
+    def _read_work_one(self, device: str | None, arg: tuple, block_ms: int) -> list[tuple[str, str, str]]:
+        if device is not None:
+            consumer, count = arg
+            devices = [device]
+        else:
+            devices, consumer, count = arg
         streams = {self.keys(d).queue: ">" for d in devices}
         reply = self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
-        out = []
-        for stream, entries in reply or []:
-            device = stream.split("{", 1)[1].split("}", 1)[0]
-            for eid, fields in entries:
-                out.append((device, eid, fields.get("task", "")))
-        return out
+        return [(stream.split("{", 1)[1].split("}", 1)[0], eid, fields.get("task", ""))
+                for stream, entries in reply or [] for eid, fields in entries]
+
+    # ------------------------------------------------- acknowledged writes
+
+    def _acknowledged(self, route_key: str, queue: Callable[[Any], Any]) -> Any:
+        """Run one state change and return its reply once it is as durable as ``self.durability`` asks.
+
+        ``queue(client)`` issues the change (a script call) on ``client``; without durability it
+        runs as it always did. With it, the change and WAIT (or WAITAOF) go down one pipeline on
+        the key's own node, because WAIT counts the replicas that have this connection's writes.
+        Fewer than asked within the timeout raises NotDurable: the write is on the master but not
+        acknowledged (a client retries with its idempotency key; a fenced script refuses a replay)."""
+        d = self.durability
+        if not d.enabled:
+            return queue(None)
+        if d.aof:
+            self._check_waitaof(route_key)
+        for attempt in range(3):
+            pipe = node_client(self.redis, route_key).pipeline(transaction=False)
+            queue(pipe)
+            if d.aof:
+                pipe.execute_command("WAITAOF", 1, d.replicas, d.timeout_ms)
+            else:
+                pipe.execute_command("WAIT", d.replicas, d.timeout_ms)
+            try:
+                reply, acked = pipe.execute()
+            except redis.exceptions.NoScriptError:
+                # A promoted master lacks our scripts (Redis 7.0 does not replicate SCRIPT LOAD);
+                # the script did not run, so load them and run it again.
+                self.scripts.load_all()
+                continue
+            except (redis.exceptions.MovedError, redis.ConnectionError):
+                # The slot's master moved (a cluster failover) before the change ran, or the node is gone.
+                if not is_cluster(self.redis) or attempt == 2:
+                    raise
+                self.redis.nodes_manager.initialize()  # type: ignore[attr-defined]
+                continue
+            local, replicas = (acked[0], acked[1]) if d.aof else (1, acked)
+            if replicas < d.replicas or local < 1:
+                what = f"{replicas} of {d.replicas} replicas" + (", not fsynced to the AOF" if local < 1 else "")
+                raise NotDurable(f"the control plane confirmed the write on only {what} within {d.timeout_ms} ms",
+                                 "retry (with the same idempotency key); if it persists, a replica is down or "
+                                 "lagging: see `redis-cli info replication`")
+            return reply
+        raise NotDurable("the control plane's master kept moving during the write", "retry in a moment")
+
+    def _check_waitaof(self, route_key: str) -> None:
+        """WAITAOF exists from Redis 7.2: on an older server ``?wait_aof=1`` is a readable error, before any write."""
+        if self._waitaof_checked:
+            return
+        try:
+            node_client(self.redis, route_key).execute_command("WAITAOF", 0, 0, 1)
+        except redis.ResponseError as exc:
+            if "unknown command" in str(exc).lower():
+                raise InvalidRequest("this Redis has no WAITAOF (Redis 7.2+), so ?wait_aof=1 cannot be honoured",
+                                     "drop wait_aof from the URL (and set appendfsync always), or upgrade Redis") \
+                    from None
+            raise
+        self._waitaof_checked = True
 
     def stale_work(self, device: str, consumer: str, min_idle_ms: int, count: int = 100) -> list[tuple[str, str, str]]:
         """Pointers delivered to a consumer that died before claiming them."""
@@ -726,10 +824,11 @@ class ControlPlane:
                      consume_on_skip: bool) -> Claim | None:
         # A fresh nonce per call: the token (attempt-nonce) is then unique to this claim even
         # when a failover rolled the attempt counter back (see claim.lua).
-        reply = self.scripts.call(
-            "claim", self.keys(device), agent=agent, lease_ms=lease_ms, group=GROUP, entry_id=entry_id,
-            events_maxlen=self.events_maxlen, consume_on_skip=int(consume_on_skip), nonce=secrets.token_hex(8),
-            each=[{"task_id": t} for t in candidates])
+        nonce = secrets.token_hex(8)
+        reply = self._acknowledged(self.keys(device).device, lambda p: self.scripts.call(
+            "claim", self.keys(device), client=p, agent=agent, lease_ms=lease_ms, group=GROUP, entry_id=entry_id,
+            events_maxlen=self.events_maxlen, consume_on_skip=int(consume_on_skip), nonce=nonce,
+            each=[{"task_id": t} for t in candidates]))
         if reply[0] != TaskState.CLAIMED:
             return None
         return Claim(reply[1], device, reply[3], reply[4], _decode_pairs(reply[5:]), attempt=int(reply[2]))
@@ -773,10 +872,17 @@ class ControlPlane:
         """Renew every held lease in one round trip; returns task id -> 'ok' / 'cancelled' / 'fenced'."""
         if not held:
             return {}
-        pipe = self.redis.pipeline(transaction=False)
+        by_device: dict[str, list[tuple[str, str]]] = {}
         for task_id, token in held:
-            self.progress(task_id, agent, token, "", None, lease_ms, client=pipe)
-        return {tid: reply[0] for (tid, _), reply in zip(held, pipe.execute())}
+            by_device.setdefault(device_of(task_id), []).append((task_id, token))
+        out: dict[str, str] = {}
+        for device, leases in by_device.items():
+            # One pipeline per device, on its own node: a pipeline of scripts cannot span cluster slots.
+            pipe = node_client(self.redis, self.keys(device).device).pipeline(transaction=False)
+            for task_id, token in leases:
+                self.progress(task_id, agent, token, "", None, lease_ms, client=pipe)
+            out.update({tid: reply[0] for (tid, _), reply in zip(leases, pipe.execute())})
+        return out
 
     def finish(self, task_id: str, agent: str, token: str, outcome: str, *, result: dict | None = None,
                reason: str = "", error: str = "") -> str:
@@ -789,9 +895,10 @@ class ControlPlane:
                 "timings": result.get("timings"),
                 "simulator": (result.get("simulator") or {}).get("device"),
             }
-        reply = self.scripts.call("finish", k, task_id=task_id, agent=agent, token=token, outcome=outcome,
-                                  result=json.dumps(result) if result is not None else "", reason=reason,
-                                  error=error[:1000], summary=json.dumps(summary), events_maxlen=self.events_maxlen)
+        reply = self._acknowledged(k.device, lambda p: self.scripts.call(
+            "finish", k, client=p, task_id=task_id, agent=agent, token=token, outcome=outcome,
+            result=json.dumps(result) if result is not None else "", reason=reason,
+            error=error[:1000], summary=json.dumps(summary), events_maxlen=self.events_maxlen))
         return reply[0]
 
     def held_by(self, device: str, agent: str) -> list[Claim]:
@@ -808,7 +915,7 @@ class ControlPlane:
         return out
 
     def expired(self, device: str) -> list[str]:
-        now_ms = int(self.server_time() * 1000)
+        now_ms = int(self.server_time(device) * 1000)
         return self.redis.zrangebyscore(self.keys(device).leases, "-inf", now_ms)
 
     def recover(self, device: str, *, max_attempts: int, by: str, task_ids: Iterable[str] | None = None,

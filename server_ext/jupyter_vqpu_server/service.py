@@ -29,7 +29,14 @@ from typing import Any, TypeVar
 
 import redis
 
-from jupyter_vqpu.core.connection import Durability, connect, follows_embedded, redact, resolve_url
+from jupyter_vqpu.core.connection import (
+    UNAVAILABLE_ERRORS,
+    Durability,
+    connect,
+    follows_embedded,
+    redact,
+    resolve_url,
+)
 from jupyter_vqpu.core.control import ControlPlane, Limits
 from jupyter_vqpu.core.errors import ControlPlaneUnavailable, InvalidRequest, NotAuthorized, TaskNotFound, UnknownDevice
 from jupyter_vqpu.core.keys import check_device_name, device_name
@@ -198,7 +205,7 @@ class VqpuService:
                 if not self._follow_embedded():
                     raise
                 out = fn(*args)  # once more, on the embedded default's new address
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except UNAVAILABLE_ERRORS as exc:  # an outage, or a failover in progress (Cluster, Sentinel)
             error = ControlPlaneUnavailable(
                 f"the vQPU control plane is unreachable ({exc})", "try again shortly; tell the operator if it persists"
             )

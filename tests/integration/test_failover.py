@@ -16,9 +16,8 @@ import time
 from collections import Counter
 
 import pytest
-import redis
 
-from jupyter_vqpu.core.connection import connect
+from jupyter_vqpu.core.connection import UNAVAILABLE_ERRORS, connect
 from jupyter_vqpu.core.control import ControlPlane
 from jupyter_vqpu.core.errors import ControlPlaneUnavailable, NotDurable
 from jupyter_vqpu.core.keys import Keys
@@ -27,8 +26,7 @@ from tests.support import SentinelServers, _replicas_online, wait_for
 
 pytestmark = pytest.mark.redis
 
-TRANSIENT = (NotDurable, ControlPlaneUnavailable, redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError,
-             redis.exceptions.BusyLoadingError)
+TRANSIENT = (NotDurable, ControlPlaneUnavailable, *UNAVAILABLE_ERRORS)
 
 
 def retry(fn, what: str, timeout: float = 90.0):
@@ -153,3 +151,66 @@ def _failover_audit(servers: SentinelServers, wait_replicas: int) -> None:
         assert lost_submissions == [] and lost_completions == []
     else:  # the control: without WAIT the same run loses acknowledged work, so the test above can fail
         assert lost_submissions and lost_completions, "the lagging-replica failover should lose acknowledgements"
+
+
+def test_a_cluster_master_killed_under_a_working_agent(tmp_path):
+    """A real agent serves three devices on three masters with ?wait_replicas=1 while a client submits;
+    fez's master is killed (kill -9) and restarted. The cluster promotes its replica, the agent and the
+    client retry what was refused, and every acknowledged task completes exactly once."""
+    import threading
+
+    from jupyter_vqpu.core.client import Client
+    from tests.agents import EchoExecutor, Running
+    from tests.support import RedisClusterServers
+
+    need_binary("redis-cli", "builds the Redis Cluster")
+    cluster = RedisClusterServers(tmp_path / "cluster").start()
+    devices = ["fez", "torino", "marrakesh"]
+    url = cluster.url + "?wait_replicas=1&wait_timeout_ms=300"
+    try:
+        cp = ControlPlane(connect(url))
+        cp.seed(devices)
+        running = Running(url, EchoExecutor(), tmp_path / "work", devices=devices, reap_every_s=0.5, lease_s=5)
+        acked: dict[str, str] = {}
+        stop = threading.Event()
+
+        def submit_loop() -> None:
+            client = Client(control=cp)
+            i = 0
+            while not stop.is_set():
+                key = f"k{i}"
+                acked[key] = retry(lambda i=i, key=key: client.submit(BELL_QASM2, device=devices[i % 3], shots=8,
+                                                                      idempotency_key=key).id, key)
+                i += 1
+
+        submitter = threading.Thread(target=submit_loop, daemon=True)
+        submitter.start()
+        try:
+            wait_for(lambda: len(acked) >= 15, 60, "work before the failover")
+            victim = cluster.master_of(Keys("fez").device)
+            victim.kill(9)
+            wait_for(lambda: _promoted(cluster, victim), 60, "the cluster to promote fez's replica")
+            victim.start()  # it rejoins as a replica of the promoted one: WAIT 1 can be met again
+            before = len(acked)
+            wait_for(lambda: len(acked) >= before + 15 and any(k for k, t in acked.items() if t.startswith("fez.")
+                                                              and int(k[1:]) >= before), 120, "work after it")
+        finally:
+            stop.set()
+            submitter.join(60)
+        tasks = list(acked.values())
+        for tid in tasks:
+            assert retry(lambda tid=tid: cp.wait(tid, timeout=60), f"wait {tid}")["state"] == "completed"
+        completed_twice = [t for t in tasks if Counter(e["event"] for e in cp.history(t))["completed"] > 1]
+        tokens = [e.get("token") for t in tasks for e in cp.history(t) if e["event"] == "claimed"]
+        assert completed_twice == [] and len(tokens) == len(set(tokens))
+        assert cluster.master_of(Keys("fez").device).port != victim.port  # the replica really took over
+        running.stop()
+    finally:
+        cluster.stop()
+
+
+def _promoted(cluster, victim) -> bool:
+    try:
+        return cluster.master_of(Keys("fez").device).port != victim.port
+    except (RuntimeError, *UNAVAILABLE_ERRORS):  # no live master owns the slot yet
+        return False
