@@ -9,8 +9,9 @@ after it, and the longest gap between two acknowledged submissions around it. Ev
 acknowledged submission is then looked up on the new master (lost = acknowledged, absent).
 
 With ``--wait-replicas 1`` each submission waits for a replica; the killed master is
-restarted right after the kill (it rejoins as the new master's replica), since until a
-replica is back no write can be acknowledged at that level.
+restarted once its replica has been promoted (it rejoins as the new master's replica),
+since until a replica is back no write can be acknowledged at that level: the outage then
+includes the restart and resync of a replica.
 
     python benchmarks/failover.py [--trials 3] [--wait-replicas 0] [--json]
 """
@@ -74,7 +75,9 @@ def _run(kind: str, wait_replicas: int, hold_s: float = 2.0) -> dict:
             victim = servers.master_of(Keys("fez").device)
         killed_at = time.monotonic()
         victim.kill(9)
-        if wait_replicas:
+        if wait_replicas:  # after the promotion (not before: that would be a restart, not a failover)
+            while time.monotonic() < killed_at + 60 and _master_port(servers, kind) in (None, victim.port):
+                time.sleep(0.02)
             victim.start()
         deadline = killed_at + 120
         while not any(ts > killed_at for ts, _ in acked) and time.monotonic() < deadline:
@@ -92,6 +95,16 @@ def _run(kind: str, wait_replicas: int, hold_s: float = 2.0) -> dict:
     finally:
         servers.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _master_port(servers, kind: str) -> int | None:
+    """The port of fez's master now (None while no live master holds its slot)."""
+    from jupyter_vqpu.core.keys import Keys
+
+    try:
+        return servers.master_port() if kind == "sentinel" else servers.master_of(Keys("fez").device).port
+    except Exception:  # noqa: BLE001 - mid-failover
+        return None
 
 
 def retry_exists(cp, key: str) -> bool:
