@@ -171,3 +171,23 @@ def test_an_agent_with_only_its_acl_rules_serves_a_cluster(redis_cluster, tmp_pa
         running.stop()
         for node in redis_cluster.nodes:
             redis_cluster.client(node).acl_deluser("vqpu-agent")
+
+
+def test_the_cli_seeds_and_lists_devices_on_every_deployment(deployment):
+    """`vqpu device seed` registered only the first device on a cluster node (MOVED); a cluster or
+    Sentinel URL on the command line serves every command."""
+    import subprocess
+    import sys
+
+    def vqpu(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "jupyter_vqpu.cli", *args, "--redis-url", deployment],
+                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+    seeded = vqpu("device", "seed", *DEVICES)
+    assert seeded.returncode == 0, seeded.stderr
+    listed = vqpu("devices")
+    assert listed.returncode == 0, listed.stderr
+    assert all(d in listed.stdout for d in DEVICES)
+    bad = subprocess.run([sys.executable, "-m", "jupyter_vqpu.cli", "devices", "--redis-url", "redis+sentinel://h:1"],
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert bad.returncode != 0 and "service name" in bad.stderr and "Traceback" not in bad.stderr
