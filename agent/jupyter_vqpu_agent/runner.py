@@ -17,6 +17,7 @@ task in a warm worker process cost only its own transpile and simulation.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -27,14 +28,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jupyter_vqpu.core.cache import Memo
+from jupyter_vqpu.core.cache import Memo, cache_bytes, json_bytes
 from jupyter_vqpu.core.errors import CircuitError, LimitExceeded, SnapshotError
+from jupyter_vqpu.core.method import choose_method
 from jupyter_vqpu.core.result import MAX_TRANSPILED_QASM_CHARS
 from jupyter_vqpu.core.snapshot import load_snapshot, snapshot_id
 from jupyter_vqpu_agent import bundle, private
 
 # Verified snapshot documents by id (a warm worker re-reads the same bytes task after task).
-DOCS: Memo[dict] = Memo(maxsize=8)
+DOCS: Memo[dict] = Memo(maxsize=cache_bytes("snapshots"), getsizeof=json_bytes)
 
 
 class _Failure(Exception):
@@ -45,43 +47,101 @@ class _Failure(Exception):
         self.reason = reason
 
 
-def select_device(available: list[str], requested: str | None, *, gpu_build: bool = True) -> tuple[str, str]:
+def select_device(available: list[str], requested: str | None, *, gpu_build: bool = True,
+                  vendor: str | None = None, hardware: str | None = None) -> tuple[str, str]:
     """(device, reason) for Aer: the GPU when Aer can see one, else the CPU, saying why.
 
     ``requested`` ("CPU"/"GPU", from the task options) wins where it can be met;
     a GPU request without a visible GPU falls back to the CPU rather than failing,
-    with the reason recorded. ``gpu_build`` tells the two "no GPU" cases apart."""
+    with the reason recorded. ``gpu_build`` tells the two "no GPU" cases apart;
+    ``vendor`` ("nvidia"/"amd", from Aer's own library: ``gpu_vendor``) names the GPU
+    in the reason, and ``hardware`` (``gpu_hardware``: what the node has) says why a
+    GPU the node has is not used (e.g. an AMD GPU under a CUDA or CPU-only Aer)."""
     want = (requested or "").strip().upper() or None
     if want not in (None, "CPU", "GPU"):
         raise ValueError(f"unknown simulator device {requested!r}; use CPU or GPU")
     has_gpu = "GPU" in available
-    missing = "no GPU device visible to qiskit-aer" if gpu_build else "qiskit-aer built without GPU support"
+    if not gpu_build:
+        missing = "qiskit-aer built without GPU support"
+    elif vendor and hardware and vendor != hardware:
+        missing = f"qiskit-aer is {_VENDOR_NAMES[vendor]} build but the node's GPU is {_VENDOR_NAMES[hardware]}"
+    else:
+        missing = "no GPU device visible to qiskit-aer"
+    if not gpu_build and hardware:
+        missing += f" (the node has {_VENDOR_NAMES[hardware]} GPU: install a matching qiskit-aer GPU build)"
+    what = f"GPU ({_VENDOR_NAMES[vendor]})" if vendor else "GPU"
     if want == "CPU":
         return "CPU", "CPU requested by the task"
     if want == "GPU":
-        return ("GPU", "GPU requested by the task") if has_gpu else ("CPU", f"GPU requested but {missing}")
-    return ("GPU", "GPU visible to qiskit-aer") if has_gpu else ("CPU", missing)
+        return ("GPU", f"{what} requested by the task") if has_gpu else ("CPU", f"GPU requested but {missing}")
+    return ("GPU", f"{what} visible to qiskit-aer") if has_gpu else ("CPU", missing)
+
+
+_VENDOR_NAMES = {"nvidia": "an NVIDIA (CUDA)", "amd": "an AMD (ROCm)"}
+# Libraries an Aer GPU build links: CUDA's runtime (and cuStateVec) or ROCm's HIP runtime.
+_VENDOR_MARKERS = ((b"libamdhip64", "amd"), (b"libcudart", "nvidia"), (b"libcustatevec", "nvidia"))
+
+
+def gpu_vendor(library: Path | None = None) -> str | None:
+    """Which GPU runtime Aer's compiled controller links ("nvidia", "amd"), or None for a CPU build.
+
+    Read from the shared library's bytes (its dynamic section names what it links), so it
+    needs no GPU, no driver and no vendor tool; ``library`` is for tests."""
+    if library is None:
+        import qiskit_aer
+
+        found = sorted(Path(qiskit_aer.__file__).parent.glob("backends/controller_wrappers*"))
+        if not found:
+            return None
+        library = found[0]
+    try:
+        data = library.read_bytes()
+    except OSError:
+        return None
+    for marker, vendor in _VENDOR_MARKERS:
+        if marker in data:
+            return vendor
+    return None
+
+
+def gpu_hardware(dev: Path = Path("/dev")) -> str | None:
+    """The GPU the node has, by its device files: NVIDIA (/dev/nvidia0...) or AMD (/dev/kfd); None."""
+    if any(dev.glob("nvidia[0-9]*")):
+        return "nvidia"
+    if (dev / "kfd").exists():
+        return "amd"
+    return None
 
 
 def _aer_has_gpu_build() -> bool:
-    """Whether the installed qiskit-aer is a GPU build (qiskit-aer-gpu*), visible GPU or not."""
+    """Whether the installed qiskit-aer is a GPU build (qiskit-aer-gpu*, or a library linking a GPU runtime)."""
     for dist in metadata.distributions():
         name = (dist.metadata.get("Name") or "").lower().replace("_", "-")
         if name.startswith("qiskit-aer-gpu"):
             return True
-    return False
+    return _gpu_names()[0] is not None
 
 
 _DEVICE_INFO: tuple[list[str], bool] | None = None
+_GPU_NAMES: tuple[str | None, str | None] | None = None
 
 
 def _device_info() -> tuple[list[str], bool]:
+    """(devices Aer can use, whether it is a GPU build), once per process."""
     global _DEVICE_INFO
     if _DEVICE_INFO is None:
         from qiskit_aer import AerSimulator
 
         _DEVICE_INFO = (list(AerSimulator().available_devices()), _aer_has_gpu_build())
     return _DEVICE_INFO
+
+
+def _gpu_names() -> tuple[str | None, str | None]:
+    """(Aer's GPU vendor, the node's GPU vendor), once per process: for the device reason and cuStateVec."""
+    global _GPU_NAMES
+    if _GPU_NAMES is None:
+        _GPU_NAMES = (gpu_vendor(), gpu_hardware())
+    return _GPU_NAMES
 
 
 def _snapshot(data: bytes, expected_id: str) -> tuple[dict, bool]:
@@ -156,7 +216,8 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
     noisy = options.get("noise", True)
     try:
         available, gpu_build = _device_info()
-        device, reason = select_device(available, options.get("device"), gpu_build=gpu_build)
+        device, reason = select_device(available, options.get("device"), gpu_build=gpu_build, vendor=_gpu_names()[0],
+                                       hardware=_gpu_names()[1])
     except ValueError as exc:
         raise _Failure("runner_error", str(exc)) from None
     seed = spec.seed if spec.seed is not None else random.SystemRandom().randrange(2**31)
@@ -196,10 +257,10 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
 
     # ---- simulate each circuit with its own seed (Aer's spread of one seed over a list)
     experiments = []
+    sims = simulate_all([tqc for _, tqc, _ in prepared], spec.shots, seed, noise, method, device)
     for i, ((qc, tqc, used), original) in enumerate(zip(prepared, circuits)):
         this_seed = circuit_seed(seed, i)
-        counts, used_method = _simulate(tqc, spec.shots, this_seed, noise, method, device, len(used))
-        sim = {"method": used_method}
+        counts, sim = sims[i]
         if tqc.layout is None and tqc is original and original.num_qubits == target.num_qubits:
             layout = final_layout = used  # written for the device (e.g. OpenQASM on $n): its qubits are physical
         else:
@@ -372,37 +433,141 @@ CLIFFORD_GATES = frozenset({"id", "x", "y", "z", "h", "s", "sdg", "sx", "sxdg", 
 _FLOW = ("if_else", "for_loop", "while_loop", "switch_case")
 
 
+def circuit_facts(tqc: Any, noise: Any = None) -> tuple[Any, Any, dict[int, int]]:
+    """(CircuitFacts, NoiseFacts, clbit -> physical qubit of its measurement) of a transpiled circuit:
+    one pass over its instructions, linear in its length."""
+    from jupyter_vqpu.core.method import CircuitFacts, NoiseFacts
 
-#: Widest circuit simulated as a density matrix (4^10 amplitudes: 16 MB).
-DENSITY_MATRIX_MAX_QUBITS = 10
+    used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
+    pos = {q: i for i, q in enumerate(used)}
+    crossings = [0] * max(len(used) - 1, 0)
+    rates = getattr(noise, "error_rates", {})
+    ops = spans = twoq = 0
+    error_per_shot = mps_work = 0.0
+    clifford, terminal = True, True
+    measured: dict[int, int] = {}   # clbit -> qubit
+    done: set[int] = set()          # qubits measured already
+    for inst in tqc.data:
+        op = inst.operation
+        name = op.name
+        qargs = tuple(tqc.find_bit(q).index for q in inst.qubits)
+        if name == "barrier":
+            continue
+        if name in _FLOW or getattr(op, "condition", None) is not None:
+            terminal = clifford = False
+        if name == "measure":
+            clbit = tqc.find_bit(inst.clbits[0]).index
+            if clbit in measured or qargs[0] in done:
+                terminal = False
+            measured[clbit] = qargs[0]
+            done.add(qargs[0])
+            continue
+        if done.intersection(qargs):
+            terminal = False  # an operation after a measurement on the same qubit
+        ops += 1
+        clifford = clifford and name in CLIFFORD_GATES
+        error_per_shot += rates.get((name, qargs), 0.0)
+        if len(qargs) == 2:
+            a, b = sorted((pos[qargs[0]], pos[qargs[1]]))
+            rank_bits = 1 if name in ("cx", "cz", "ecr", "cy", "ch", "crx", "cry", "crz", "cp", "rzz") else 2
+            for cut in range(a, b):
+                crossings[cut] = min(crossings[cut] + rank_bits, min(cut + 1, len(used) - cut - 1))
+            # an MPS applies it at the bond dimension reached so far across the cuts it spans
+            mps_work += (b - a) * 8.0 ** max(crossings[a:b])
+            spans += b - a
+            twoq += 1
+        elif len(qargs) > 2:
+            for cut in range(pos[min(qargs, key=pos.get)], pos[max(qargs, key=pos.get)]):
+                crossings[cut] += 2 * len(qargs)
+    caps = [min(i + 1, len(used) - i - 1) for i in range(len(crossings))]
+    facts = CircuitFacts(active_qubits=len(used), ops=ops, clifford=clifford, terminal_measurements=terminal,
+                         cut_crossings=tuple(min(c, cap) for c, cap in zip(crossings, caps)),
+                         mean_span=spans / twoq if twoq else 1.0, mps_work=mps_work)
+    noisy = noise is not None
+    noise_facts = NoiseFacts(noisy=noisy, error_per_shot=error_per_shot,
+                             readout=noisy and noise.has_readout(), clifford=noisy and noise.clifford)
+    return facts, noise_facts, measured
 
 
-def choose_method(method: str, noisy: bool, active_qubits: int, shots: int) -> str:
-    """Aer's 'automatic' runs noisy circuits as one trajectory per shot, at 2^n work each; a
-    density matrix costs 4^n once for all shots. Past 2^n / 2 shots the matrix is cheaper
-    (measured: 10 qubits, 1,024 shots, 0.47 s as trajectories, 0.19 s as a matrix)."""
-    if method != "automatic" or not noisy or active_qubits > DENSITY_MATRIX_MAX_QUBITS:
-        return method
-    return "density_matrix" if shots >= 2 ** active_qubits // 2 else method
+def _probe_mps(tqc: Any, noise: Any, seed: int) -> float:
+    """Seconds one noisy matrix-product-state shot of ``tqc`` takes in the simulator (Aer's own
+    ``time_taken`` for the experiment, without the per-call set-up): what each shot will cost."""
+    from qiskit_aer import AerSimulator
+
+    result = AerSimulator(method="matrix_product_state", noise_model=noise, seed_simulator=seed).run(tqc, shots=1).result()
+    return float(result.results[0].time_taken)
 
 
 def _simulate(tqc: Any, shots: int, seed: int, noise: Any, method: str, device: str,
-              active_qubits: int) -> tuple[dict[str, int], str]:
+              active_qubits: int) -> tuple[dict[str, int], dict[str, Any]]:
+    """Counts, and what ran: ``{"method", "why", ...}`` (the fastest exact method from
+    ``jupyter_vqpu.core.method.choose_method``, or the task's own). A readout channel run
+    simulates the model without its readout errors (shot branching) and applies them per shot."""
+    return simulate_all([tqc], shots, seed, noise, method, device)[0]
+
+
+def simulate_all(tqcs: list[Any], shots: int, seed: int, noise: Any, method: str,
+                 device: str) -> list[tuple[dict[str, int], dict[str, Any]]]:
+    """``_simulate`` for every circuit of a task, circuit i seeded ``circuit_seed(seed, i)``.
+
+    Circuits for which the cost model makes one choice (a parameter sweep: the same gates on
+    the same qubits, other angles) run in ONE Aer call: one noise model, serialised once, and
+    Aer's own per-circuit seeds, which are exactly ``circuit_seed``'s, so the counts are those
+    of running them one by one. Otherwise each runs alone, under its ``circuit_seed``."""
+    facts = [circuit_facts(t, noise) for t in tqcs]
+    if len(tqcs) > 1:
+        kinds = {_kind(choose_method(method, c, n, shots, device=device)) for c, n, _ in facts}
+        if len(kinds) > 1:
+            return [_run_group([t], [f], shots, circuit_seed(seed, i), noise, method, device)[0]
+                    for i, (t, f) in enumerate(zip(tqcs, facts))]
+    return _run_group(tqcs, facts, shots, seed, noise, method, device)
+
+
+def _kind(choice: Any) -> tuple:
+    """What must match for circuits to share an Aer call (a probe may still be pending: its own kind)."""
+    return choice.method, tuple(sorted(choice.options.items())), choice.readout_channel, choice.probe
+
+
+def _run_group(tqcs: list[Any], facts: list[tuple], shots: int, seed: int, noise: Any, method: str,
+               device: str) -> list[tuple[dict[str, int], dict[str, Any]]]:
+    import numpy as np
     from qiskit_aer import AerSimulator
 
-    method = choose_method(method, noise is not None, active_qubits, shots)
-    options: dict[str, Any] = {"method": method, "seed_simulator": seed, "device": device}
-    if noise is not None:
-        options["noise_model"] = noise
-    if device == "GPU":
+    from jupyter_vqpu_agent.noise import apply_readout, without_readout
+
+    circuit, noise_facts, _ = facts[0]
+    choice = choose_method(method, circuit, noise_facts, shots, device=device)
+    if choice.probe:  # the chi bound may be loose: time one noisy MPS shot and choose again
+        circuit = dataclasses.replace(circuit, mps_trajectory_s=_probe_mps(tqcs[0], noise, seed))
+        choice = choose_method(method, circuit, noise_facts, shots, device=device)
+    model = without_readout(noise) if (noise is not None and choice.readout_channel) else noise
+    options: dict[str, Any] = {"method": choice.method, "seed_simulator": seed, "device": device, **choice.options}
+    if model is not None:
+        options["noise_model"] = model
+    if device == "GPU" and _gpu_names()[0] != "amd":  # cuStateVec is NVIDIA's; a ROCm build runs Thrust
         options["cuStateVec_enable"] = True
-    result = AerSimulator(**options).run(tqc, shots=shots).result()
+    result = AerSimulator(**options).run(tqcs if len(tqcs) > 1 else tqcs[0], shots=shots).result()
     if not result.success:
-        status = getattr(result.results[0], "status", None) if result.results else None
+        status = next((r.status for r in result.results if not r.success), None) if result.results else None
         raise _Failure("runner_error", f"the simulator failed: {status or result.status}")
-    counts = {str(k): int(v) for k, v in result.get_counts(0).items()}
-    used_method = (result.results[0].metadata or {}).get("method", method)
-    return counts, str(used_method)
+    info: dict[str, Any] = {"why": choice.why}
+    if choice.readout_channel:
+        info["readout"] = "classical channel per shot"
+    if choice.estimates:  # text, as every simulator field is (core/result.py)
+        info["estimates"] = ", ".join(f"{k} {v:.3g} s" for k, v in sorted(choice.estimates.items(), key=lambda kv: kv[1]))
+    if len(tqcs) > 1:
+        info["batch"] = f"one Aer call for {len(tqcs)} circuits of one structure"
+    out = []
+    for i, (tqc, (_, _, measured)) in enumerate(zip(tqcs, facts)):
+        counts = {str(k): int(v) for k, v in result.get_counts(i).items()}
+        if choice.readout_channel:
+            # its own stream, derived from the circuit's seed: the same seed gives the same counts
+            counts = apply_readout(counts, measured, noise.readout_matrices(), tqc.num_clbits,
+                                   np.random.default_rng([circuit_seed(seed, i), 0x5EAD0]))
+        used = str((result.results[i].metadata or {}).get("method", choice.method))
+        out.append((counts, {"method": used + ("+branching" if choice.options.get("shot_branching_enable") else ""),
+                             **info}))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -181,6 +181,37 @@ def test_select_device(available, requested, gpu_build, expected):
     assert runner.select_device(available, requested, gpu_build=gpu_build) == expected
 
 
+@pytest.mark.parametrize(("available", "gpu_build", "vendor", "hardware", "expected"), [
+    (["CPU", "GPU"], True, "nvidia", "nvidia", ("GPU", "GPU (an NVIDIA (CUDA)) visible to qiskit-aer")),
+    (["CPU", "GPU"], True, "amd", "amd", ("GPU", "GPU (an AMD (ROCm)) visible to qiskit-aer")),
+    # a CUDA build of Aer on an AMD node sees no GPU: the CPU, and the reason names the mismatch
+    (["CPU"], True, "nvidia", "amd",
+     ("CPU", "qiskit-aer is an NVIDIA (CUDA) build but the node's GPU is an AMD (ROCm)")),
+    # a CPU-only Aer on a node with an AMD GPU: the CPU, and what to install
+    (["CPU"], False, None, "amd", ("CPU", "qiskit-aer built without GPU support (the node has an AMD (ROCm) GPU: "
+                                         "install a matching qiskit-aer GPU build)")),
+])
+def test_select_device_names_the_gpu_vendor_or_why_not(available, gpu_build, vendor, hardware, expected):
+    """There is no GPU on the development machine: the detection is tested with fakes."""
+    assert runner.select_device(available, None, gpu_build=gpu_build, vendor=vendor, hardware=hardware) == expected
+
+
+def test_gpu_vendor_and_hardware_from_fake_libraries_and_device_files(tmp_path):
+    rocm, cuda, cpu = tmp_path / "rocm.so", tmp_path / "cuda.so", tmp_path / "cpu.so"
+    rocm.write_bytes(b"\x7fELF...libamdhip64.so.6\x00librocblas.so\x00")
+    cuda.write_bytes(b"\x7fELF...libcudart.so.12\x00libcustatevec.so.1\x00")
+    cpu.write_bytes(b"\x7fELF...libgomp.so.1\x00libopenblas.so\x00")
+    assert [runner.gpu_vendor(p) for p in (rocm, cuda, cpu, tmp_path / "missing.so")] == ["amd", "nvidia", None, None]
+    assert runner.gpu_vendor() is None  # this machine's Aer is the CPU build
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    assert runner.gpu_hardware(dev) is None
+    (dev / "kfd").touch()
+    assert runner.gpu_hardware(dev) == "amd"
+    (dev / "nvidia0").touch()
+    assert runner.gpu_hardware(dev) == "nvidia"
+
+
 def test_select_device_refuses_nonsense(tmp_path, ideal):
     with pytest.raises(ValueError, match="unknown simulator device"):
         runner.select_device(["CPU"], "TPU")
@@ -248,16 +279,70 @@ def test_a_circuit_without_measurements_is_refused_readably(tmp_path, ideal):
     assert result["reason"] == "invalid_circuit" and "measures nothing" in result["error"]
 
 
-@pytest.mark.parametrize("method, noisy, active, shots, expected", [
-    ("automatic", True, 3, 4096, "density_matrix"),   # 8 amplitudes, 4,096 trajectories: one matrix is cheaper
-    ("automatic", True, 10, 1024, "density_matrix"),
-    ("automatic", True, 10, 256, "automatic"),        # few shots: trajectories are cheaper
-    ("automatic", True, 11, 100_000, "automatic"),    # too wide for a 4^n matrix
-    ("automatic", False, 3, 4096, "automatic"),       # ideal: no noise, Aer samples the statevector once
-    ("statevector", True, 3, 4096, "statevector"),    # the user's choice stands
+def _facts(n: int, ops: int, crossings: int | None = None, *, terminal: bool = True, clifford: bool = False):
+    from jupyter_vqpu.core.method import CircuitFacts
+
+    cuts = tuple(min(crossings if crossings is not None else n, i + 1, n - i - 1) for i in range(n - 1))
+    return CircuitFacts(active_qubits=n, ops=ops, cut_crossings=cuts, terminal_measurements=terminal,
+                        clifford=clifford)
+
+
+FEZ_NOISE = {"noisy": True, "error_per_shot": 0.3, "readout": True, "clifford": False}
+
+
+@pytest.mark.parametrize("requested, facts, noise, shots, device, method, extra", [
+    # 8 amplitudes, 4,096 shots: one density matrix for all shots
+    ("automatic", _facts(3, 20), FEZ_NOISE, 4096, "CPU", "density_matrix", {}),
+    # 15 qubits, deep enough that chi reaches its cap: shots share a state until an error splits them
+    ("automatic", _facts(15, 240), FEZ_NOISE, 256, "CPU", "statevector", {"shot_branching_enable": True}),
+    # 20 qubits in a chain (GHZ): chi <= 2 across every cut, matrix product state
+    ("automatic", _facts(20, 140, 1), FEZ_NOISE, 32, "CPU", "matrix_product_state", {}),
+    # ... but not on a GPU, where Aer's MPS does not run
+    ("automatic", _facts(20, 140, 1), FEZ_NOISE, 32, "GPU", "statevector", {"shot_branching_enable": True}),
+    # a 16-qubit, 10-layer brickwork: the chi bound is at its cap, a statevector wins (the MPS trap)
+    ("automatic", _facts(16, 400), FEZ_NOISE, 100, "CPU", "statevector", {"shot_branching_enable": True}),
+    # a mid-circuit measurement: no classical readout channel, no density matrix; one trajectory per shot
+    ("automatic", _facts(15, 240, terminal=False), FEZ_NOISE, 256, "CPU", "statevector", {}),
+    # noise-free: Aer's own choice samples one state
+    ("automatic", _facts(3, 20), {"noisy": False}, 4096, "CPU", "automatic", {}),
+    # Clifford circuit, Clifford noise: Aer's stabilizer
+    ("automatic", _facts(20, 40, clifford=True), {**FEZ_NOISE, "clifford": True}, 4096, "CPU", "automatic", {}),
+    # the user's choice stands, and the exact reference is Aer's automatic on the full model
+    ("statevector", _facts(3, 20), FEZ_NOISE, 4096, "CPU", "statevector", {}),
+    ("aer_default", _facts(3, 20), FEZ_NOISE, 4096, "CPU", "automatic", {}),
 ])
-def test_choose_method(method, noisy, active, shots, expected):
-    assert runner.choose_method(method, noisy, active, shots) == expected
+def test_choose_method(requested, facts, noise, shots, device, method, extra):
+    from jupyter_vqpu.core.method import NoiseFacts
+
+    choice = runner.choose_method(requested, facts, NoiseFacts(**noise), shots, device=device)
+    assert (choice.method, choice.options) == (method, extra), choice
+    assert choice.why  # every choice says why
+    # only a branching run of a model with readout errors applies them itself, per shot
+    assert choice.readout_channel == bool(extra.get("shot_branching_enable") and noise.get("readout"))
+
+
+def test_circuit_facts_see_structure_and_mid_circuit_measurements(fez):
+    from qiskit import QuantumCircuit, transpile
+
+    def facts(qc):
+        tqc = transpile(qc, target=S.build_target(fez.doc), optimization_level=1, seed_transpiler=1)
+        model = noise_model_for(fez.doc, sorted({tqc.find_bit(q).index for i in tqc.data for q in i.qubits}))
+        return runner.circuit_facts(tqc, model)
+
+    ghz = QuantumCircuit(6, 6)
+    ghz.h(0)
+    for i in range(5):
+        ghz.cx(i, i + 1)
+    ghz.measure(range(6), range(6))
+    c, n, measured = facts(ghz)
+    assert c.active_qubits >= 6 and c.terminal_measurements and c.log2_chi <= 2
+    assert n.noisy and n.readout and 0 < n.error_per_shot < 1 and len(measured) == 6
+    mid = QuantumCircuit(2, 2)
+    mid.h(0)
+    mid.measure(0, 0)
+    mid.cx(0, 1)
+    mid.measure(1, 1)
+    assert facts(mid)[0].terminal_measurements is False
 
 
 def test_a_small_noisy_circuit_runs_as_a_density_matrix_and_stays_faithful(tmp_path, fez, reference_sim):
@@ -300,3 +385,55 @@ def test_a_transpiled_circuit_past_the_bound_is_left_out_without_being_dumped(mo
     # 201 instructions cannot fit in 1,000 characters: refused on the count, before qasm3.dumps runs
     monkeypatch.setattr(qasm3, "dumps", lambda *_: pytest.fail("dumped a circuit that cannot fit"))
     assert runner.transpiled_text(qc, max_chars=1_000) is None
+
+
+def test_aer_default_gives_the_reference_counts_and_automatic_says_why(tmp_path, fez, reference_sim):
+    """method=aer_default is the exact reference: counts identical to AerSimulator.from_backend(FakeFez())
+    on the same transpiled circuit and seed; automatic records the method it chose and why."""
+    from qiskit import qasm3
+
+    ref_task = runner.run_bundle(stage(tmp_path / "ref", fez, shots=3000, seed=5, method="aer_default"))
+    assert ref_task["ok"], ref_task
+    assert ref_task["simulator"]["why"].startswith("exact reference requested")
+    tqc = qasm3.loads(ref_task["transpiled_qasm"])
+    expected = reference_sim.run(tqc, shots=3000, seed_simulator=5).result().get_counts()
+    assert ref_task["counts"] == expected
+    fast = runner.run_bundle(stage(tmp_path / "fast", fez, shots=3000, seed=5))
+    assert fast["ok"] and fast["simulator"]["method"] == "density_matrix"
+    assert "density matrix" in fast["simulator"]["why"] and fast["simulator"]["estimates"]
+    assert result_schema.problem(fast, shots=3000) is None
+
+
+def test_a_sweep_runs_in_one_aer_call_with_the_counts_of_one_by_one(fez, monkeypatch):
+    """Circuits of one structure share one choice and one Aer call, and each gets the counts it
+    gets alone under its own seed (circuit_seed); circuits the cost model treats differently run one by one."""
+    from qiskit import QuantumCircuit, transpile
+    from qiskit_aer import AerSimulator
+
+    def point(theta: float, mid: bool = False) -> QuantumCircuit:
+        qc = QuantumCircuit(3, 3)
+        qc.ry(theta, 0)
+        if mid:  # a mid-circuit measurement: no density matrix for this one, so another choice
+            qc.measure(0, 0)
+        qc.cx(0, 1)
+        qc.cx(1, 2)
+        qc.measure(range(3), range(3))
+        return qc
+
+    target = S.build_target(fez.doc)
+    tqcs = transpile([point(0.3 * k) for k in range(1, 5)], target=target, optimization_level=1, seed_transpiler=2,
+                     initial_layout=[0, 1, 2])
+    model = noise_model_for(fez.doc, [0, 1, 2])
+    calls = []
+    real_run = AerSimulator.run
+    monkeypatch.setattr(AerSimulator, "run", lambda self, c, **kw: calls.append(c) or real_run(self, c, **kw))
+    together = runner.simulate_all(tqcs, 2000, 9, model, "automatic", "CPU")
+    assert len(calls) == 1 and "one Aer call for 4 circuits" in together[0][1]["batch"]
+    alone = [runner._simulate(t, 2000, runner.circuit_seed(9, i), model, "automatic", "CPU", 3)
+             for i, t in enumerate(tqcs)]
+    assert [c for c, _ in together] == [c for c, _ in alone]
+    calls.clear()
+    mixed = transpile([point(0.3), point(0.3, mid=True)], target=target, optimization_level=1, seed_transpiler=2,
+                      initial_layout=[0, 1, 2])
+    runner.simulate_all(mixed, 100, 9, model, "automatic", "CPU")
+    assert len(calls) == 2
