@@ -869,19 +869,17 @@ class ControlPlane:
                                  lease_ms=lease_ms, events_maxlen=self.events_maxlen)
 
     def heartbeat(self, held: list[tuple[str, str]], agent: str, lease_ms: int) -> dict[str, str]:
-        """Renew every held lease in one round trip; returns task id -> 'ok' / 'cancelled' / 'fenced'."""
-        if not held:
-            return {}
+        """Renew every held lease: one renew script call per device (on the node that serves it);
+        returns task id -> 'ok' / 'cancelled' / 'final' / 'fenced'."""
         by_device: dict[str, list[tuple[str, str]]] = {}
         for task_id, token in held:
             by_device.setdefault(device_of(task_id), []).append((task_id, token))
         out: dict[str, str] = {}
         for device, leases in by_device.items():
-            # One pipeline per device, on its own node: a pipeline of scripts cannot span cluster slots.
-            pipe = node_client(self.redis, self.keys(device).device).pipeline(transaction=False)
-            for task_id, token in leases:
-                self.progress(task_id, agent, token, "", None, lease_ms, client=pipe)
-            out.update({tid: reply[0] for (tid, _), reply in zip(leases, pipe.execute())})
+            verdicts = self.scripts.call("renew", self.keys(device), agent=agent, lease_ms=lease_ms,
+                                         events_maxlen=self.events_maxlen,
+                                         each=[{"task_id": t, "token": tok} for t, tok in leases])
+            out.update({tid: v for (tid, _), v in zip(leases, verdicts)})
         return out
 
     def finish(self, task_id: str, agent: str, token: str, outcome: str, *, result: dict | None = None,

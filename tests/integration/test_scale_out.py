@@ -68,6 +68,41 @@ def test_the_lifecycle_across_devices(deployment):
     assert again["task_id"] == ids["fez"]
 
 
+def test_one_renew_call_per_device_renews_its_leases_and_fences_a_stale_token(deployment):
+    """The heartbeat is one renew script call per device (monitored: one EVALSHA per device), each
+    lease pushed out, and a token that is not the claim's is fenced without stopping the others."""
+    cp = _cp(deployment)
+    for d in DEVICES:
+        cp.ensure_group(d)
+    for i in range(2):
+        for d in DEVICES:
+            cp.submit(owner="alice", device=d, circuit=BELL_QASM2, shots=8, idempotency_key=f"r-{d}-{i}")
+    claims = []
+    wait_for(lambda: [claims.append(c) for d in DEVICES for c in [cp.claim_next(d, "agent-1", 1_000, "")] if c]
+             and len(claims) >= 2 * len(DEVICES), 60, "two claims per device")
+    before = {c.task_id: cp.redis.zscore(cp.keys(c.task_id.split(".")[0]).leases, c.task_id) for c in claims}
+    held = [(c.task_id, c.token) for c in claims]
+    stale = claims[0]
+    held[0] = (stale.task_id, stale.token + "0")  # not this claim's token
+    calls: list[str] = []
+    real = cp.scripts.call
+
+    def counting(name, *a, **kw):
+        calls.append(name)
+        return real(name, *a, **kw)
+
+    cp.scripts.call = counting
+    verdicts = cp.heartbeat(held, "agent-1", 60_000)
+    assert calls == ["renew"] * len(DEVICES)
+    assert verdicts[stale.task_id] == "fenced" and [v for t, v in verdicts.items() if t != stale.task_id] == \
+        ["ok"] * (len(claims) - 1)
+    for c in claims[1:]:
+        assert cp.redis.zscore(cp.keys(c.task_id.split(".")[0]).leases, c.task_id) > before[c.task_id] + 30_000
+    assert cp.redis.zscore(cp.keys(stale.task_id.split(".")[0]).leases, stale.task_id) == before[stale.task_id]
+    fenced = [e for e in cp.history(stale.task_id) if e["event"] == "fenced"]
+    assert fenced and fenced[-1]["write"] == "heartbeat"
+
+
 def test_an_agent_serves_devices_on_different_masters(deployment, tmp_path):
     """A real agent serving three devices: its multi-device read, lease renewal and reaper all work
     (on a cluster, XREADGROUP over several slots is CROSSSLOT; the agent reads per device)."""
