@@ -341,6 +341,9 @@ class Agent:
         faults_before = self._fault_until  # a fault found while starting this job must not be cleared below
         task_id = claim.task_id
         self.stats["claimed"] += 1
+        # said before the job starts: a fast job reports its end from the executor before submit returns
+        log.info("claimed %s attempt %d snapshot %s", task_id, claim.attempt, claim.snapshot_id[:12],
+                 extra={**task_fields(task_id, claim.attempt), "snapshot_id": claim.snapshot_id})
         f = claim.fields
         attempt_dir = self.cfg.work_root / device / task_id / f"attempt-{claim.token}"
         job = Job(task_id=task_id, attempt=claim.attempt, token=claim.token, bundle_dir=attempt_dir,
@@ -383,8 +386,6 @@ class Agent:
             return
         if self._fault_until == faults_before:
             self._agent_ok()
-        log.info("claimed %s attempt %d snapshot %s", task_id, claim.attempt, claim.snapshot_id[:12],
-                 extra={**task_fields(task_id, claim.attempt), "snapshot_id": claim.snapshot_id})
 
     def _snapshot(self, device: str, sid: str) -> bytes:
         data = self._snapshots.get(sid)
@@ -472,9 +473,10 @@ class Agent:
                 return
         send = lambda: self.cp.finish(job.task_id, self.cfg.agent_id, job.token, TaskState.FAILED,  # noqa: E731
                                       reason=reason, error=message)
-        self._final(job, "failed", send, self._call(send, job), f" ({reason}): {message}")
+        self._final(job, "failed", send, self._call(send, job), f" ({reason}): {message}", reason)
 
-    def _final(self, job: Job, what: str, send: Callable[[], Any], verdict: str | None, detail: str = "") -> None:
+    def _final(self, job: Job, what: str, send: Callable[[], Any], verdict: str | None, detail: str = "",
+               reason: str = "") -> None:
         if verdict is None:
             self._let_go(job, what, send)
             return
@@ -482,7 +484,7 @@ class Agent:
             self.stats[what] += 1
             (log.info if what == "completed" else log.warning)(
                 "%s %s attempt %d%s", what, job.task_id, job.attempt, detail,
-                extra=task_fields(job.task_id, job.attempt))
+                extra={**task_fields(job.task_id, job.attempt), **({"reason": reason} if reason else {})})
         self._verdict(job, verdict, final=True)
 
     def lost(self, job: Job, message: str) -> None:
