@@ -102,11 +102,10 @@ class InProcessAgent:
 
     def __init__(self, url: str, devices: Sequence[str], work_root: Path, *, slots: int = 1, warm: bool = True,
                  **cfg: Any) -> None:
-        from jupyter_vqpu_agent.agent import Agent, AgentConfig
-        from jupyter_vqpu_agent.executors.local import LocalExecutor
-
         from jupyter_vqpu.core.connection import connect
         from jupyter_vqpu.core.control import ControlPlane
+        from jupyter_vqpu_agent.agent import Agent, AgentConfig
+        from jupyter_vqpu_agent.executors.local import LocalExecutor
 
         cfg.setdefault("capacity", slots)
         self.executor = LocalExecutor(slots=slots, warm=warm, log_dir=work_root)

@@ -57,10 +57,9 @@ def make_executor(mode: str, work: Path, slurm_poll: float, spool_poll: float, i
 
 def run_mode(mode: str, url: str, tasks: int, work: Path, slurm_poll: float, spool_poll: float,
              inotify: bool = True) -> dict:
-    from jupyter_vqpu_agent.agent import Agent, AgentConfig
-
     from jupyter_vqpu.core.connection import connect
     from jupyter_vqpu.core.control import ControlPlane
+    from jupyter_vqpu_agent.agent import Agent, AgentConfig
 
     cp = ControlPlane(connect(url))
     cp.redis.flushall()

@@ -341,10 +341,9 @@ def cmd_acl(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
+    from jupyter_vqpu.core import logs
     from jupyter_vqpu_agent.agent import Agent, AgentConfig
     from jupyter_vqpu_agent.executors import make_executor
-
-    from jupyter_vqpu.core import logs
 
     logs.configure(args.log_format)
     cp = _cp(args)

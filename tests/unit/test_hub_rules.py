@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from jupyter_vqpu_server.caller import Caller, caller_from_hub
-from jupyter_vqpu_server.gateway import Quotas, most_generous
 
 from jupyter_vqpu.core.control import Limits
 from jupyter_vqpu.core.errors import VqpuError
+from jupyter_vqpu_server.caller import Caller, caller_from_hub
+from jupyter_vqpu_server.gateway import Quotas, most_generous
 
 MEMBERS = {"physics101": {"ada", "bob"}, "chem200": {"cy"}}
 
