@@ -397,14 +397,24 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are JSON on stdout too when the command line asks for --json
+    (a script parsing ``vqpu ... --json`` gets JSON for every failure, usage included)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        if "--json" in sys.argv[1:] or getattr(self, "_vqpu_json", False):
+            _print_json({"error": "usage", "message": message, "hint": f"see `{self.prog} --help`"})
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--redis-url", help="control plane Redis URL (default: $VQPU_REDIS_URL, else the embedded default)")
     common.add_argument("--api-url", help="a vQPU HTTP API to use instead of Redis, e.g. a hub's "
                         "http://HUB/services/vqpu/api/ (token: $VQPU_API_TOKEN or $JUPYTERHUB_API_TOKEN; "
                         "default on a hub: $VQPU_API_URL)")
 
-    p = argparse.ArgumentParser(prog="vqpu", description="A device-faithful virtual QPU on a batch cluster.")
+    p = _Parser(prog="vqpu", description="A device-faithful virtual QPU on a batch cluster.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     s = sub.add_parser("up", parents=[common], help="start the embedded default (local Redis + agent)")
@@ -535,7 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    if argv is not None and "--json" in argv:
+        _Parser._vqpu_json = True  # main(argv) called in-process (tests): sys.argv is not the command line
+    try:
+        args, extra = parser.parse_known_args(argv)
+    finally:
+        _Parser._vqpu_json = False
     if extra:  # only the gateway takes more (traitlets) settings: --VqpuGateway.<trait>=<value>
         if getattr(args, "fn", None) is not cmd_gateway:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -207,6 +207,30 @@ def test_interrupting_result_says_the_task_goes_on_and_how_to_cancel(seeded):
     assert seeded.task(task.id)["state"] == "queued"
 
 
+def test_a_single_circuit_qiskit_job_id_is_its_task_id(seeded, redis_url, tmp_path):
+    from qiskit import QuantumCircuit
+
+    from jupyter_vqpu.kernel.backend import get_backend
+
+    client = Client(control=seeded, owner="ada")
+    backend = get_backend("Fez", client=client)
+    qc = QuantumCircuit(1)
+    qc.x(0)
+    qc.measure_all()
+    running = Running(redis_url, EchoExecutor(), tmp_path / "work", devices=("fez",))
+    try:
+        job = backend.run(qc, shots=16)
+        assert [t["task_id"] for t in client.list()] == [job.job_id()]
+        assert job.result(timeout=120).success
+        # A run of several circuits: its id is findable in `vqpu tasks` too (as the task's id, or a job:<id> tag).
+        pair = backend.run([qc, qc], shots=16)
+        listed = client.list()
+        assert any(t["task_id"] == pair.job_id() or f"job:{pair.job_id()}" in t["tags"] for t in listed), listed
+        assert pair.result(timeout=120).success
+    finally:
+        running.stop()
+
+
 # ------------------------------------------------------------------ the CLI
 
 
@@ -234,6 +258,9 @@ def test_cli_json_errors_are_json(seeded, redis_url):
     assert err["error"] == "unknown_device" and "nosuch" in err["message"] and err["hint"]
     out = vqpu("run", GHZ, "--snapshot", "v99", "--json", url=redis_url)
     assert out.returncode == 1 and json.loads(out.stdout)["error"] == "unknown_snapshot"
+    out = vqpu("run", GHZ, "--shots", "many", "--json", url=redis_url)  # a usage error, from argparse
+    err = json.loads(out.stdout)
+    assert out.returncode == 2 and err["error"] == "usage" and "--shots" in err["message"] and "--help" in err["hint"]
 
 
 def test_cli_output_into_a_closed_pipe_is_no_traceback(seeded, redis_url):
