@@ -1,33 +1,27 @@
 """What a simulation will cost, said before it is submitted.
 
-The runner chooses Aer's method with ``choose_method`` (here, so that the
-notebook's estimate and the job agree on it); ``estimate`` turns the same
-choice into what a person can weigh before pressing Enter: the active qubits,
-the method, the memory one state takes (statevector 16 * 2^n bytes, density
-matrix 16 * 4^n), and a warning when that, or the work of sampling a noisy
-circuit shot by shot, is large. Pure Python: the kernel and the job both use it.
+The runner chooses Aer's method with ``core.method.choose_method``; ``estimate``
+asks the same cost model (so the notebook's estimate and the job agree) and
+turns its choice into what a person can weigh before pressing Enter: the active
+qubits, the method, the memory one state takes (statevector 16 * 2^n bytes,
+density matrix 16 * 4^n), the predicted time, and a warning when either is
+large. Before transpiling, the kernel knows only the circuit's width, gate count
+and shots, so the noise is taken as a typical per-gate error. Pure Python: the
+kernel and the job both use it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Widest circuit simulated as a density matrix (4^10 amplitudes: 16 MB).
-DENSITY_MATRIX_MAX_QUBITS = 10
+from jupyter_vqpu.core.method import CircuitFacts, NoiseFacts, choose_method, estimates
+
 #: One state past this many bytes earns a warning before submission (24 qubits as a statevector).
 WARN_BYTES = 256 * 2**20
-#: Amplitude updates (shots x gates x 2^n for noisy trajectories, gates x 2^n otherwise) past which a
-#: warning says it will take a while: about a minute of one CPU core at ~1e9 updates per second.
-WARN_WORK = 6e10
-
-
-def choose_method(method: str, noisy: bool, active_qubits: int, shots: int) -> str:
-    """Aer's 'automatic' runs noisy circuits as one trajectory per shot, at 2^n work each; a
-    density matrix costs 4^n once for all shots. Past 2^n / 2 shots the matrix is cheaper
-    (measured: 10 qubits, 1,024 shots, 0.47 s as trajectories, 0.19 s as a matrix)."""
-    if method != "automatic" or not noisy or active_qubits > DENSITY_MATRIX_MAX_QUBITS:
-        return method
-    return "density_matrix" if shots >= 2 ** active_qubits // 2 else method
+#: A predicted run past this many seconds earns a warning ("expect minutes").
+WARN_SECONDS = 60.0
+#: Expected noise events per gate before the circuit is laid out on the device (a typical IBM error).
+TYPICAL_ERROR_PER_GATE = 1e-3
 
 
 def human_bytes(n: float) -> str:
@@ -41,31 +35,35 @@ def human_bytes(n: float) -> str:
 @dataclass(frozen=True)
 class Estimate:
     active_qubits: int
-    method: str  # what the runner will choose: statevector or density_matrix
+    method: str  # what the runner's cost model chooses, in its words (statevector, density_matrix, ...)
     state_bytes: int
-    work: float  # amplitude updates, roughly
+    seconds: float  # predicted simulation time on one CPU
     warning: str  # empty when nothing is worth a warning
 
     def describe(self) -> str:
-        """One line: "12 active qubits, statevector, 64.0 KiB per state"."""
-        line = f"{self.active_qubits} active qubits, {self.method.replace('_', ' ')}, {human_bytes(self.state_bytes)} per state"
+        """One line: "12 active qubits, statevector, 64.0 KiB per state, about 0.2 s"."""
+        line = (f"{self.active_qubits} active qubits, {self.method.replace('_', ' ')}, "
+                f"{human_bytes(self.state_bytes)} per state, about {self.seconds:.2g} s")
         return line + (f" - {self.warning}" if self.warning else "")
 
 
 def estimate(active_qubits: int, ops: int, shots: int, noisy: bool) -> Estimate:
     """The cost of simulating ``ops`` gates on ``active_qubits`` qubits for ``shots`` shots."""
-    method = choose_method("automatic", noisy, active_qubits, shots)
-    if method == "density_matrix":
-        state, work = 16 * 4**active_qubits, float(max(ops, 1)) * 4**active_qubits
+    # the entangling structure is unknown before transpiling: assume the worst bond dimension
+    facts = CircuitFacts(active_qubits=active_qubits, ops=ops, cut_crossings=(active_qubits // 2,))
+    noise = NoiseFacts(noisy=noisy, error_per_shot=ops * TYPICAL_ERROR_PER_GATE if noisy else 0.0, readout=noisy)
+    choice = choose_method("automatic", facts, noise, shots)
+    method = "statevector" if choice.method == "automatic" else choice.method
+    if method == "matrix_product_state":  # n tensors of chi x chi x 2 complex amplitudes
+        state = 16 * 2 * active_qubits * 4 ** (active_qubits // 2)
     else:
-        method = "statevector"
-        state = 16 * 2**active_qubits
-        # With noise, 'automatic' samples each shot as its own trajectory through the circuit.
-        work = float(max(ops, 1)) * 2**active_qubits * (shots if noisy else 1)
+        state = 16 * (4 if method == "density_matrix" else 2) ** active_qubits
+    # noise-free: Aer evolves one state and samples it, as one statevector shot costs
+    seconds = min(choice.estimates.values()) if choice.estimates else estimates(facts, noise, 1)["statevector"]
     warning = ""
     if state >= WARN_BYTES:
         warning = f"one state needs {human_bytes(state)} of memory; expect a long run"
-    elif work >= WARN_WORK:
-        warning = (f"about {work:.0e} amplitude updates ({shots} noisy shots, each a trajectory): "
-                   "expect minutes; fewer shots or qubits, or the ideal device, are faster")
-    return Estimate(active_qubits, method, state, work, warning)
+    elif seconds >= WARN_SECONDS:
+        warning = (f"about {seconds:.0f} s of simulation ({shots} noisy shots): "
+                   "fewer shots or qubits, or the ideal device, are faster")
+    return Estimate(active_qubits, method, state, seconds, warning)
