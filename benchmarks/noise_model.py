@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = tuple(tuple(int(x) for x in item.split(":")) for item in args.sizes.split(","))
     names = (args.families.split(",") if args.families else
              ["ghz"] if args.smoke else ["ghz", "layered"] if args.quick else list(FAMILIES))
-    available, gpu_build = runner._device_info()
+    available, gpu_build = runner.device_info()
     device, device_reason = runner.select_device(available, None, gpu_build=gpu_build)
     print(f"simulator device: {device} ({device_reason})")
 

@@ -45,10 +45,12 @@ def make_executor(mode: str, work: Path, slurm_poll: float, spool_poll: float, i
         return LocalExecutor(slots=1, warm=True, log_dir=work)
     common = dict(pythonpath=str(C.REPO), python=sys.executable, time_limit="00:05:00")
     if mode == "sbatch":
-        from jupyter_vqpu_agent.executors.slurm import SlurmConfig, SlurmExecutor
+        from jupyter_vqpu_agent.executors.slurm import SlurmExecutor
+        from jupyter_vqpu_agent.executors.slurm_config import SlurmConfig
 
         return SlurmExecutor(SlurmConfig(poll_interval_s=slurm_poll, **common))
-    from jupyter_vqpu_agent.executors.pilot import PilotConfig, SlurmPilotExecutor
+    from jupyter_vqpu_agent.executors.pilot import SlurmPilotExecutor
+    from jupyter_vqpu_agent.executors.slurm_config import PilotConfig
 
     return SlurmPilotExecutor(PilotConfig(poll_interval_s=1.0, pilot_time_limit="00:30:00", idle_timeout_s=120,
                                           release_on_shutdown=True, spool_dir=str(work / "spool"),
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="pilot: poll only, as between two hosts on NFS/Lustre (inotify sees same-host changes only)")
     args = p.parse_args(argv)
     if args.spool_poll is None:
-        from jupyter_vqpu_agent.executors.pilot import PilotConfig
+        from jupyter_vqpu_agent.executors.slurm_config import PilotConfig
 
         args.spool_poll = PilotConfig.spool_poll_s
     n = 5 if args.quick else args.tasks

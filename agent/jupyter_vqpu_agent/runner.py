@@ -126,7 +126,7 @@ _DEVICE_INFO: tuple[list[str], bool] | None = None
 _GPU_NAMES: tuple[str | None, str | None] | None = None
 
 
-def _device_info() -> tuple[list[str], bool]:
+def device_info() -> tuple[list[str], bool]:
     """(devices Aer can use, whether it is a GPU build), once per process."""
     global _DEVICE_INFO
     if _DEVICE_INFO is None:
@@ -215,7 +215,7 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
     method = options.get("method") or "automatic"
     noisy = options.get("noise", True)
     try:
-        available, gpu_build = _device_info()
+        available, gpu_build = device_info()
         device, reason = select_device(available, options.get("device"), gpu_build=gpu_build, vendor=_gpu_names()[0],
                                        hardware=_gpu_names()[1])
     except ValueError as exc:
@@ -329,7 +329,7 @@ def _prepare(qc: Any, target: Any, spec: bundle.TaskSpec, seed: int, skip: bool,
         tqc = qc
     else:
         try:
-            with _builtin_transpiler_plugins_only():
+            with builtin_transpiler_plugins_only():
                 tqc = transpile(qc, target=target, optimization_level=spec.optimization_level, seed_transpiler=seed,
                                 num_processes=1)
         except TranspilerError as exc:
@@ -389,7 +389,7 @@ def transpiled_text(tqc: Any, max_chars: int = MAX_TRANSPILED_QASM_CHARS) -> str
 
 
 @contextlib.contextmanager
-def _builtin_transpiler_plugins_only() -> Iterator[None]:
+def builtin_transpiler_plugins_only() -> Iterator[None]:
     """Let the transpiler see only Qiskit's own stage plugins while we transpile.
 
     Qiskit's preset pass managers load every installed transpiler plugin package

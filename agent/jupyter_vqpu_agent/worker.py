@@ -33,11 +33,11 @@ def _warm_up() -> None:
     qc = QuantumCircuit(1, 1)
     qc.h(0)
     qc.measure(0, 0)
-    with jupyter_vqpu_agent.runner._builtin_transpiler_plugins_only():
+    with jupyter_vqpu_agent.runner.builtin_transpiler_plugins_only():
         tqc = transpile(qc, basis_gates=["h", "measure"], seed_transpiler=1)
     AerSimulator(seed_simulator=1).run(tqc, shots=1).result()
     jupyter_vqpu_agent.noise.warm_up()
-    jupyter_vqpu_agent.runner._device_info()
+    jupyter_vqpu_agent.runner.device_info()
 
 
 def _load() -> RunBundle:
