@@ -14,12 +14,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from jupyter_vqpu_agent import bundle, runner
-from jupyter_vqpu_agent.noise import noise_model_for
 
 from jupyter_vqpu.core import catalog
 from jupyter_vqpu.core import result as result_schema
 from jupyter_vqpu.core import snapshot as S
+from jupyter_vqpu_agent import bundle, runner
+from jupyter_vqpu_agent.noise import noise_model_for
 
 REPO = Path(__file__).resolve().parents[2]
 GHZ3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[3] q;\nbit[3] c;\nh q[0];\ncx q[0], q[1];\ncx q[1], q[2];\nc = measure q;\n'
