@@ -21,7 +21,7 @@ const done: ITaskView = {
   counts: { '00': 480, '11': 470, '01': 30, '10': 20 },
   history: [
     { ts: 1_000_000, event: 'queued' },
-    { ts: 1_001_000, event: 'claimed', agent: 'agent-1', token: 1 },
+    { ts: 1_001_000, event: 'claimed', agent: 'agent-1', attempt: 1, token: '1-5e1f0c2a' },
     { ts: 1_010_000, event: 'completed' }
   ]
 };
