@@ -6,14 +6,13 @@ import os
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Callable, Float, Int, List, Unicode, default
+from traitlets import Callable, Int, List, Unicode, default
 
-from jupyter_vqpu.core import parsing
-from jupyter_vqpu.core.connection import durability_setting
 from jupyter_vqpu.core.control import Limits
 from jupyter_vqpu_server.handlers import ServerApiBase, ServerSocketBase, api_handlers
 from jupyter_vqpu_server.metrics import MetricsHandler
 from jupyter_vqpu_server.service import VqpuService
+from jupyter_vqpu_server.settings import ServiceSettings
 
 _DEFAULTS = Limits()
 
@@ -32,7 +31,7 @@ def hub_api_url() -> str:
     return ""
 
 
-class VqpuApp(ExtensionApp):
+class VqpuApp(ServiceSettings, ExtensionApp):
     """Serves the vQPU API at ``{base_url}vqpu/api/`` to authenticated Jupyter users.
 
     Two modes. Alone (a laptop, a workstation) this server IS the control
@@ -50,19 +49,6 @@ class VqpuApp(ExtensionApp):
         config=True,
         help="Redis URL of the control plane. Empty: $VQPU_REDIS_URL, else the embedded default.",
     )
-    script_loader_url = Unicode(
-        "",
-        config=True,
-        help="Redis URL of a trusted user that may SCRIPT LOAD (the ACL file's vqpu-admin), used only to (re)load "
-        "the control-plane scripts, so that redis_url's user needs no SCRIPT LOAD (`vqpu acl "
-        "--admin-password-file`). Empty: $VQPU_SCRIPT_LOADER_URL, else redis_url's user loads them.",
-    )
-    wait_replicas = Int(-1, config=True, help="Acknowledged means on this many replicas: submit, claim and finish "
-                        "return only after WAIT confirms them (a shortfall is a 503 the client retries with its "
-                        "idempotency key). -1: the Redis URL's ?wait_replicas= (0 without it).")
-    wait_timeout_ms = Int(1000, config=True, help="How long one WAIT (or WAITAOF) waits for the replicas (ms).")
-    wait_aof = Bool(False, config=True, help="Also wait for the master's AOF fsync (WAITAOF, Redis 7.2+; an older "
-                    "Redis is refused with a readable error).")
     upstream_url = Unicode(
         "",
         config=True,
@@ -97,25 +83,6 @@ class VqpuApp(ExtensionApp):
     )
     events_block_ms = Int(
         5000, config=True, help="How long one blocking read of the events streams waits (ms); bounds shutdown time."
-    )
-    parser_processes = Int(
-        parsing.DEFAULT_POOL_SIZE, config=True,
-        help="Sandboxed processes that parse submitted circuits (the server never parses them itself).",
-    )
-    parser_memory_mb = Int(
-        parsing.DEFAULT_MEMORY_MB, config=True,
-        help="Address-space limit of each parser process (MB); a worker needs ~300 MB to start, ~450 MB for a 1 MB circuit.",
-    )
-    parser_timeout_s = Float(
-        parsing.DEFAULT_TIMEOUT_S, config=True,
-        help="Wall (and CPU) seconds one circuit may take to parse before its process is killed and the user told.",
-    )
-    parser_max_requests = Int(
-        parsing.DEFAULT_MAX_REQUESTS, config=True, help="Parses after which a parser process is replaced by a fresh one."
-    )
-    max_request_bytes = Int(
-        4 * _DEFAULTS.max_circuit_bytes, config=True,
-        help="Largest request body the API reads (413 past it, refused from the Content-Length before reading).",
     )
     devices_interval = Int(
         10, config=True, help="Seconds between device-status messages pushed on the events WebSocket."
@@ -156,12 +123,10 @@ class VqpuApp(ExtensionApp):
             max_circuit_bytes=self.max_circuit_bytes,
             max_queued_per_owner=self.max_queued_per_owner,
         )
-        parser = parsing.ParserPool(self.parser_processes, memory_mb=self.parser_memory_mb,
-                                    timeout_s=self.parser_timeout_s, max_requests=self.parser_max_requests)
         self.service = VqpuService(
             redis_url,
-            durability=durability_setting(self.wait_replicas, self.wait_timeout_ms, self.wait_aof),
-            parser=parser,
+            durability=self.durability(),
+            parser=self.parser_pool(),
             script_loader_url=loader_url,
             devices=self.devices,
             limits=limits,

@@ -33,16 +33,15 @@ from typing import Any
 
 from tornado import httpclient, web
 from tornado.websocket import WebSocketHandler
-from traitlets import Bool, Dict, Float, Int, List, Unicode, default, validate
+from traitlets import Dict, Float, Int, List, Unicode, default, validate
 from traitlets.config import Application
 
-from jupyter_vqpu.core import parsing
-from jupyter_vqpu.core.connection import durability_setting
 from jupyter_vqpu.core.control import Limits
 from jupyter_vqpu.core.errors import VqpuError
 from jupyter_vqpu_server.caller import SCOPE_INSTRUCT, Caller, caller_from_hub
 from jupyter_vqpu_server.handlers import ApiMixin, api_handlers
 from jupyter_vqpu_server.service import VqpuService
+from jupyter_vqpu_server.settings import ServiceSettings
 
 log = logging.getLogger("vqpu.gateway")
 
@@ -251,7 +250,7 @@ class HubHomeHandler(HubCallerMixin, ApiMixin, web.RequestHandler):
 # ---------------------------------------------------------------- the app
 
 
-class VqpuGateway(Application):
+class VqpuGateway(ServiceSettings, Application):
     """The vQPU control plane's API as a JupyterHub service (``vqpu gateway``)."""
 
     name = "vqpu-gateway"
@@ -262,18 +261,8 @@ class VqpuGateway(Application):
     port = Int(config=True, help="Port to listen on (default: the port of $JUPYTERHUB_SERVICE_URL).")
     service_prefix = Unicode(config=True, help="URL prefix (default: $JUPYTERHUB_SERVICE_PREFIX, /services/vqpu/).")
     redis_url = Unicode("", config=True, help="Redis URL of the control plane (default: $VQPU_REDIS_URL).")
-    script_loader_url = Unicode(config=True, help="Redis URL of a trusted user that may SCRIPT LOAD (the ACL "
-                                "file's vqpu-admin), used only to (re)load the control-plane scripts, so that "
-                                "redis_url's user needs no SCRIPT LOAD (default: $VQPU_SCRIPT_LOADER_URL; "
-                                "empty: redis_url's user loads them).")
     devices = List(Unicode(), default_value=[], config=True,
                    help="Device names served. Empty: every registered device.")
-    wait_replicas = Int(-1, config=True, help="Acknowledged means on this many replicas: submit, claim and finish "
-                        "return only after WAIT confirms them (a shortfall is a 503 the client retries with its "
-                        "idempotency key). -1: the Redis URL's ?wait_replicas= (0 without it).")
-    wait_timeout_ms = Int(1000, config=True, help="How long one WAIT (or WAITAOF) waits for the replicas (ms).")
-    wait_aof = Bool(False, config=True, help="Also wait for the master's AOF fsync (WAITAOF, Redis 7.2+; an older "
-                    "Redis is refused with a readable error).")
     default_limits = Dict(
         default_value={}, config=True,
         help="Limits for users in none of group_limits' groups, e.g. {'max_shots': 20000, "
@@ -289,17 +278,6 @@ class VqpuGateway(Application):
     events_block_ms = Int(5000, config=True, help="How long one blocking read of the events streams waits (ms).")
     devices_interval = Int(10, config=True, help="Seconds between device-status messages on the events socket.")
     worker_threads = Int(16, config=True, help="Threads for blocking Redis calls.")
-    parser_processes = Int(parsing.DEFAULT_POOL_SIZE, config=True,
-                           help="Sandboxed processes that parse submitted circuits (the gateway never parses them).")
-    parser_memory_mb = Int(parsing.DEFAULT_MEMORY_MB, config=True,
-                           help="Address-space limit of each parser process (MB); a worker needs ~300 MB to start, ~450 MB for a 1 MB circuit.")
-    parser_timeout_s = Float(parsing.DEFAULT_TIMEOUT_S, config=True,
-                             help="Wall (and CPU) seconds one circuit may take to parse before its process is killed.")
-    parser_max_requests = Int(parsing.DEFAULT_MAX_REQUESTS, config=True,
-                              help="Parses after which a parser process is replaced by a fresh one.")
-    max_request_bytes = Int(4 * Limits().max_circuit_bytes, config=True,
-                            help="Largest request body the API reads (413 past it, refused from the Content-Length "
-                            "before reading); keep it above 2x the largest max_circuit_bytes of any group.")
     metrics_token = Unicode(config=True, help="Bearer token for Prometheus at {prefix}metrics "
                             "(default: $VQPU_METRICS_TOKEN; empty: only vQPU admins may read the metrics).")
     cookie_secret_file = Unicode("", config=True, help="File holding the cookie secret (default: a random one "
@@ -349,14 +327,11 @@ class VqpuGateway(Application):
         if not hub_auth.api_token:
             raise VqpuError("no JupyterHub API token for the gateway",
                             "run it as a JupyterHub-managed service, or set $JUPYTERHUB_API_TOKEN")
-        parser = parsing.ParserPool(self.parser_processes, memory_mb=self.parser_memory_mb,
-                                    timeout_s=self.parser_timeout_s, max_requests=self.parser_max_requests)
-        self.service = VqpuService(self.redis_url, script_loader_url=self.script_loader_url, parser=parser,
+        self.service = VqpuService(self.redis_url, script_loader_url=self.script_loader_url, parser=self.parser_pool(),
                                    devices=self.devices, limits=self.quotas.default,
                                    limits_for=self.quotas.for_caller, max_workers=self.worker_threads,
                                    events_block_ms=self.events_block_ms,
-                                   durability=durability_setting(self.wait_replicas, self.wait_timeout_ms,
-                                                                 self.wait_aof))
+                                   durability=self.durability())
         self.service.warm_up()
         directory = GroupDirectory(hub_auth.api_url, hub_auth.api_token, self.group_cache_seconds)
         prefix = self.service_prefix
