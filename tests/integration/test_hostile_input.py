@@ -10,8 +10,6 @@ in-process (a job is hermetic), a parser crash must end as a failed task.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -26,7 +24,7 @@ from jupyter_vqpu.core.errors import CircuitError, LimitExceeded
 from tests.agents import Running, wait_for
 from tests.conftest import GHZ3
 from tests.hostile_programs import RED_TEAM, programs
-from tests.support import free_port
+from tests.server_support import jupyter_server_process
 
 pytestmark = pytest.mark.redis
 
@@ -105,38 +103,9 @@ def test_a_parser_crash_in_a_job_ends_as_a_failed_task_not_a_stuck_one(seeded, r
 
 @pytest.fixture
 def jupyter_server(seeded, redis_url, tmp_path):
-    port, token = free_port(), secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VQPU_", "JUPYTERHUB_"))}
-    env.update(JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), VQPU_HOME=str(tmp_path / "vqpu-home"))
-    log_path = tmp_path / "server.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
-         f"--ServerApp.root_dir={tmp_path}", "--ServerApp.jpserver_extensions={'jupyter_vqpu_server': True}",
-         f"--VqpuApp.redis_url={redis_url}", "--VqpuApp.parser_processes=1", "--allow-root"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)
-    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"token {token}"}
-    deadline = time.monotonic() + 120  # a cold start on a busy box
-    try:
-        while True:
-            assert proc.poll() is None, log_path.read_text()[-2000:]
-            assert time.monotonic() < deadline, log_path.read_text()[-2000:]
-            try:
-                if requests.get(f"{url}/vqpu/api/devices", headers=headers, timeout=10).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        yield url, headers, proc, log_path, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with jupyter_server_process(tmp_path, {}, f"--VqpuApp.redis_url={redis_url}", "--VqpuApp.parser_processes=1") \
+            as server:
+        yield server
 
 
 def _raw_post(port: int, path: str, token: str, headers: dict[str, str], body_start: bytes) -> bytes:

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
-import subprocess
-import sys
-import time
 import uuid
 
 import pytest
@@ -26,7 +22,8 @@ from jupyter_vqpu.core.control import ControlPlane
 from tests.agents import Running
 from tests.conftest import BELL_QASM2, need_binary
 from tests.integration.hub_support import _execute
-from tests.support import RedisServer, free_port
+from tests.server_support import jupyter_server_process
+from tests.support import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -50,38 +47,12 @@ def jupyter_server(private_redis, tmp_path):
     cp.seed(["ideal"])
     running = Running(private_redis.url, LocalExecutor(slots=1, log_dir=tmp_path / "logs"), tmp_path / "work",
                       devices=("ideal",))
-    port, token = free_port(), secrets.token_hex(16)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VQPU_", "JUPYTERHUB_"))}
     # The loader URL (used only to reload scripts) is a credential too; here the same user stands in for it.
-    env.update(VQPU_REDIS_URL=private_redis.url, VQPU_SCRIPT_LOADER_URL=private_redis.url, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-               VQPU_HOME=str(tmp_path / "vqpu-home"))
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
-         f"--ServerApp.root_dir={tmp_path}", "--ServerApp.jpserver_extensions={'jupyter_vqpu_server': True}",
-         "--allow-root"], env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)
-    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"token {token}"}
-    deadline = time.monotonic() + 120  # a cold start imports jupyter_server and the extension on a busy box
+    env = {"VQPU_REDIS_URL": private_redis.url, "VQPU_SCRIPT_LOADER_URL": private_redis.url}
     try:
-        while True:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-2000:]
-            try:
-                if requests.get(f"{url}/vqpu/api/devices", headers=headers, timeout=10).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        yield url, headers, proc
+        with jupyter_server_process(tmp_path, env) as (url, headers, proc, _log, _port):
+            yield url, headers, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         running.stop()
 
 
