@@ -117,3 +117,29 @@ local function record_end(stats_key, task_key, outcome, reason, now, ran)
     observe(stats_key, 'run', now - started)
   end
 end
+
+-- The two ways a task that was held, and no longer is, leaves its attempt (recover.lua,
+-- release.lua): both scripts' KEYS are task, history, events, leases, pending, queue,
+-- device, stats, passed here as ``K``. ``detail`` is the event's own fields.
+
+-- Failed for good: the reason and its one-line error, counted in the stats, an event.
+local function fail_unheld(K, maxlen, task_id, owner, reason, msg, now, detail)
+  redis.call('HSET', K[1], 'state', STATE.FAILED, 'agent', '', 'reason', reason, 'error', msg,
+             'finished_at', now, 'updated_at', now)
+  record_end(K[8], K[1], STATE.FAILED, reason, now, false)
+  detail.state, detail.reason, detail.error = STATE.FAILED, reason, msg
+  emit(K[2], K[3], maxlen, task_id, owner, STATE.FAILED, detail)
+end
+
+-- Back to the queue at its old fair-share score (it has waited its turn already), with a
+-- fresh work pointer; the event says where it now stands.
+local function requeue(K, maxlen, task_id, owner, score, now, detail)
+  redis.call('HSET', K[1], 'state', STATE.QUEUED, 'agent', '', 'updated_at', now, 'requeued_at', now)
+  redis.call('HINCRBY', K[8], 'requeued', 1)
+  redis.call('ZADD', K[5], score, task_id)
+  redis.call('XADD', K[6], '*', 'task', task_id)
+  redis.call('HINCRBY', K[7], 'queued:' .. owner, 1)
+  detail.state = STATE.QUEUED
+  detail.position = redis.call('ZRANK', K[5], task_id) + 1
+  emit(K[2], K[3], maxlen, task_id, owner, STATE.QUEUED, detail)
+end

@@ -32,22 +32,10 @@ local used = attempt - (tonumber(t[6]) or 0)
 redis.call('ZREM', KEYS[4], task_id)
 redis.call('HDEL', KEYS[1], 'lease_until')
 if used >= tonumber(ARGV[2]) then
-  local msg = 'lost: its executor or agent vanished on each of ' .. used .. ' attempts'
-  redis.call('HSET', KEYS[1], 'state', STATE.FAILED, 'agent', '', 'reason', 'lost', 'error', msg,
-             'finished_at', now, 'updated_at', now)
-  record_end(KEYS[8], KEYS[1], STATE.FAILED, 'lost', now, false)
-  emit(KEYS[2], KEYS[3], ARGV[4], task_id, t[4], STATE.FAILED,
-       {state = STATE.FAILED, reason = 'lost', error = msg, previous = t[1], lost_agent = t[3],
-        attempt = attempt, token = t[7], by = ARGV[3]})
+  fail_unheld(KEYS, ARGV[4], task_id, t[4], 'lost', 'lost: its executor or agent vanished on each of ' .. used .. ' attempts',
+              now, {previous = t[1], lost_agent = t[3], attempt = attempt, token = t[7], by = ARGV[3]})
   return {STATE.FAILED, attempt}
 end
-redis.call('HSET', KEYS[1], 'state', STATE.QUEUED, 'agent', '', 'updated_at', now, 'requeued_at', now)
-redis.call('HINCRBY', KEYS[8], 'requeued', 1)
--- Its old score puts it back at the front: it has waited its turn already.
-redis.call('ZADD', KEYS[5], tonumber(t[5]) or 0, task_id)
-redis.call('XADD', KEYS[6], '*', 'task', task_id)
-redis.call('HINCRBY', KEYS[7], 'queued:' .. t[4], 1)
-emit(KEYS[2], KEYS[3], ARGV[4], task_id, t[4], STATE.QUEUED,
-     {state = STATE.QUEUED, reason = 'lease_expired', previous = t[1], lost_agent = t[3],
-      attempt = attempt, token = t[7], by = ARGV[3], position = redis.call('ZRANK', KEYS[5], task_id) + 1})
+requeue(KEYS, ARGV[4], task_id, t[4], tonumber(t[5]) or 0, now,
+        {reason = 'lease_expired', previous = t[1], lost_agent = t[3], attempt = attempt, token = t[7], by = ARGV[3]})
 return {'requeued', attempt}

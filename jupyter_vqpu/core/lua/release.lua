@@ -33,24 +33,13 @@ local handbacks = redis.call('HINCRBY', KEYS[1], 'handbacks', 1)
 redis.call('ZREM', KEYS[4], task_id)
 redis.call('HDEL', KEYS[1], 'lease_until')
 if handbacks > tonumber(ARGV[4]) then
-  local msg = 'agent_fault: handed back ' .. handbacks .. ' times by agents that could not run it; last: '
-              .. ARGV[5]
-  redis.call('HSET', KEYS[1], 'state', STATE.FAILED, 'agent', '', 'reason', 'agent_fault', 'error', msg,
-             'finished_at', now, 'updated_at', now)
-  record_end(KEYS[8], KEYS[1], STATE.FAILED, 'agent_fault', now, false)
-  emit(KEYS[2], KEYS[3], ARGV[6], task_id, owner, STATE.FAILED,
-       {state = STATE.FAILED, reason = 'agent_fault', error = msg, previous = state, agent = agent,
-        attempt = task.attempt, token = token, handbacks = handbacks})
+  fail_unheld(KEYS, ARGV[6], task_id, owner, 'agent_fault',
+              'agent_fault: handed back ' .. handbacks .. ' times by agents that could not run it; last: ' .. ARGV[5],
+              now, {previous = state, agent = agent, attempt = task.attempt, token = token, handbacks = handbacks})
   return {STATE.FAILED, handbacks}
 end
-redis.call('HSET', KEYS[1], 'state', STATE.QUEUED, 'agent', '', 'updated_at', now, 'requeued_at', now)
-redis.call('HINCRBY', KEYS[8], 'requeued', 1)
 -- Its old score puts it back where it was: the agent's fault must not cost it its turn.
-redis.call('ZADD', KEYS[5], tonumber(t[2]) or 0, task_id)
-redis.call('XADD', KEYS[6], '*', 'task', task_id)
-redis.call('HINCRBY', KEYS[7], 'queued:' .. owner, 1)
-emit(KEYS[2], KEYS[3], ARGV[6], task_id, owner, STATE.QUEUED,
-     {state = STATE.QUEUED, reason = 'agent_fault', error = ARGV[5], previous = state, agent = agent,
-      attempt = task.attempt, token = token, handbacks = handbacks,
-      position = redis.call('ZRANK', KEYS[5], task_id) + 1})
+requeue(KEYS, ARGV[6], task_id, owner, tonumber(t[2]) or 0, now,
+        {reason = 'agent_fault', error = ARGV[5], previous = state, agent = agent, attempt = task.attempt,
+         token = token, handbacks = handbacks})
 return {'requeued', handbacks}
