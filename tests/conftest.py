@@ -32,6 +32,23 @@ FIXTURE_MARKERS = {
 }
 
 
+# What decides where a client-side process goes (kernel/transport.py): a server extension started
+# in-process hands VQPU_API_URL/TOKEN to its kernels through os.environ, and a later test's `vqpu`
+# subprocess must not inherit them.
+TRANSPORT_ENV = ("VQPU_REDIS_URL", "VQPU_API_URL", "VQPU_API_TOKEN", "VQPU_SCRIPT_LOADER_URL", "JUPYTERHUB_API_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def _transport_env_does_not_leak():
+    before = {k: os.environ[k] for k in TRANSPORT_ENV if k in os.environ}
+    yield
+    for k in TRANSPORT_ENV:
+        if k in before:
+            os.environ[k] = before[k]
+        else:
+            os.environ.pop(k, None)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
