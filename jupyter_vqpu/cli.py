@@ -401,8 +401,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse, whose usage errors are JSON on stdout too when the command line asks for --json
     (a script parsing ``vqpu ... --json`` gets JSON for every failure, usage included)."""
 
+    json_requested = False  # set by main() from the command line it parses
+
     def error(self, message: str):  # type: ignore[override]
-        if "--json" in sys.argv[1:] or getattr(self, "_vqpu_json", False):
+        if self.json_requested:
             _print_json({"error": "usage", "message": message, "hint": f"see `{self.prog} --help`"})
         super().error(message)
 
@@ -545,12 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    if argv is not None and "--json" in argv:
-        _Parser._vqpu_json = True  # main(argv) called in-process (tests): sys.argv is not the command line
-    try:
-        args, extra = parser.parse_known_args(argv)
-    finally:
-        _Parser._vqpu_json = False
+    _Parser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv)
     if extra:  # only the gateway takes more (traitlets) settings: --VqpuGateway.<trait>=<value>
         if getattr(args, "fn", None) is not cmd_gateway:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
