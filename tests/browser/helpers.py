@@ -332,12 +332,27 @@ def labextension_listed(name: str = LABEXTENSION_NAME, env: Mapping[str, str] | 
     return any(line.split()[:1] == [name] for line in text.splitlines())
 
 
-def lab_command(page: Any, command: str, args: Mapping[str, Any] | None = None) -> Any:
-    """Run a JupyterLab command in ``page`` (needs ``--LabApp.expose_app_in_browser=True``)."""
-    return page.evaluate(
-        "([id, args]) => window.jupyterapp.commands.execute(id, args)",
-        [command, dict(args or {})],
+def lab_command(
+    page: Any, command: str, args: Mapping[str, Any] | None = None, *, wait: bool = True, timeout: float = 60.0,
+) -> None:
+    """Run a JupyterLab command in ``page`` (needs ``--LabApp.expose_app_in_browser=True``).
+
+    ``page.evaluate`` has no timeout of its own and would serialise whatever the command returns (a
+    whole widget tree for ``docmanager:open``), so the page hands back nothing and races the command
+    against ``timeout``: a command that never settles fails the test instead of hanging the run.
+    ``wait=False`` starts the command and returns at once, for commands whose promise lasts as long
+    as their work (``notebook:run-all-cells`` settles only when every cell has run)."""
+    outcome = page.evaluate(
+        """([id, args, wait, ms]) => {
+            const run = Promise.resolve(window.jupyterapp.commands.execute(id, args)).then(() => "done");
+            if (!wait) { run.catch(e => console.error(`${id}: ${e}`)); return "started"; }
+            const late = new Promise(ok => setTimeout(() => ok("timeout"), ms));
+            return Promise.race([run, late]);
+        }""",
+        [command, dict(args or {}), wait, int(timeout * 1000)],
     )
+    if outcome == "timeout":
+        raise TimeoutError(f"JupyterLab command {command!r} did not finish within {timeout:.0f} s")
 
 
 def screenshot(page: Any, name: str, *, locator: Any = None, full_page: bool = False) -> Path:

@@ -133,7 +133,7 @@ def test_notebook_cell_renders_widget_to_completed(lab_page, vqpu_lab):
     # the kernel is up before running (otherwise Run All queues behind its start; fine too)
     expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
 
-    lab_command(page, "notebook:run-all-cells")
+    lab_command(page, "notebook:run-all-cells", wait=False)
 
     # the kernel got the API, not Redis
     env_out = notebook.locator(".jp-Cell").nth(1).locator(".jp-OutputArea-output")
@@ -188,3 +188,12 @@ def test_dark_theme_renders_the_panel(lab_page, vqpu_lab):
         screenshot(page, "panel-dark.png")
     finally:
         lab_command(page, "apputils:change-theme", {"theme": "JupyterLab Light"})
+
+
+def test_a_command_that_never_settles_fails_instead_of_hanging(lab_page):
+    """The helper every test drives Lab with is bounded: a hung command is a failure with its name."""
+    lab_page.evaluate("""() => window.jupyterapp.commands.addCommand('vqpu-test:never',
+        {label: 'never', execute: () => new Promise(() => {})})""")
+    with pytest.raises(TimeoutError, match="vqpu-test:never"):
+        lab_command(lab_page, "vqpu-test:never", timeout=1)
+    lab_command(lab_page, "vqpu-test:never", wait=False)  # started, not awaited: returns at once
