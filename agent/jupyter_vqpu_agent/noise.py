@@ -16,9 +16,13 @@ properties kept), and the entry's serialised form once. A qubit set's model is
 then a filter (~1 ms): the entries inside the set, in Aer's order, plus the
 device's delay-relaxation pass. ``PreparedNoiseModel`` is a real ``NoiseModel``
 (Aer inspects its basis gates and passes) whose ``to_dict`` returns the cached
-serialised entries, so no run re-serialises it. Counts are bit-identical to
-``AerSimulator.from_backend(device)`` with the same seed (tests/unit/test_runner.py);
-using Aer's own assembly keeps us faithful when Aer's device model changes.
+serialised entries, so no run re-serialises it. The channels are Aer's own, entry
+for entry (using Aer's own assembly keeps us faithful when Aer's device model
+changes), and a density matrix gives ``AerSimulator.from_backend(device)``'s counts
+bit for bit. Statevector trajectories are drawn in an order that depends on every
+entry of the model, so a qubit set's model gives counts that are statistically
+equal, not identical; the whole device's (every qubit: what a task naming a method
+gets) gives from_backend's counts at the same seed (tests/unit/test_runner.py).
 
 The same model without its readout errors (``without_readout``) is what shot
 branching may run (Aer's branching mis-samples in-model readout errors); the

@@ -47,6 +47,13 @@ class _Failure(Exception):
         self.reason = reason
 
 
+#: What a noisy run's model covered, as the result records it (``simulator.noise_scope``).
+NOISE_SCOPES = {
+    False: "the circuit's qubits (the same channels as from_backend; counts statistically equal)",
+    True: "the whole device (Aer's own from_backend model: counts identical at the same seed)",
+}
+
+
 def select_device(available: list[str], requested: str | None, *, gpu_build: bool = True,
                   vendor: str | None = None, hardware: str | None = None) -> tuple[str, str]:
     """(device, reason) for Aer: the GPU when Aer can see one, else the CPU, saying why.
@@ -251,8 +258,14 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
     used_all = sorted({q for _, _, used in prepared for q in used})
     transpiled = time.perf_counter()
 
-    # ---- one noise model, for every physical qubit any circuit uses (none for an ideal run)
-    noise, noise_hit = noise_model_with_hit(doc, used_all, spec.snapshot_id) if noisy else (None, False)
+    # ---- one noise model (none for an ideal run): for the physical qubits the circuits use, or, when
+    # the task names a trajectory method or Aer's own choice, the whole device's. Aer draws trajectories
+    # in an order that depends on every entry of the model (two models that agree on the circuit's
+    # qubits can give other counts), so only the whole device gives from_backend's counts bit for bit
+    # there; a density matrix samples no trajectories and is bit-identical on either (docs/performance.md).
+    exact = method not in ("automatic", "density_matrix")
+    scope = range(doc["num_qubits"]) if exact else used_all
+    noise, noise_hit = noise_model_with_hit(doc, scope, spec.snapshot_id) if noisy else (None, False)
     modelled = time.perf_counter()
 
     # ---- simulate each circuit with its own seed (Aer's spread of one seed over a list)
@@ -284,7 +297,8 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
         "seed": seed,
         **({"transpiled_qasm": transpiled_qasm} if transpiled_qasm is not None else {}),
         "simulator": {**{k: str(v) for k, v in first["simulator"].items() if v is not None},
-                      "device": device, "reason": reason, "noise": "device" if noisy else "none",
+                      "device": device, "reason": reason, "noise": ("device" if noisy else "none"),
+                      **({"noise_scope": NOISE_SCOPES[exact]} if noisy else {}),
                       "aer_version": qiskit_aer.__version__, "qiskit_version": qiskit.__version__},
         # what this run reused from earlier ones in the same (warm) process
         "cache": {"snapshot": doc_hit, "target": target_hit, "noise_model": noise_hit},

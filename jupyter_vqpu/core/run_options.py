@@ -7,8 +7,9 @@ newer client sends to an older runner fails loudly instead of running something
 else than asked.
 
     method               one of METHODS ("automatic" lets the runner choose the fastest exact method;
-                         "aer_default" is Aer's own choice on the full model: counts identical to
-                         AerSimulator.from_backend(device) with the same seed)
+                         "aer_default" is Aer's own choice, and a named method is that method, both
+                         on the whole-device model: counts identical to AerSimulator.from_backend(device)
+                         (with that method) at the same seed)
     device               "CPU" or "GPU" (the runner falls back to the CPU, saying why)
     noise                false: an ideal run of the same transpiled circuit (Qiskit's noise_model=None)
     skip_transpilation   true: the circuits are already for the device (ISA); run them as they

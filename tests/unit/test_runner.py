@@ -404,6 +404,26 @@ def test_aer_default_gives_the_reference_counts_and_automatic_says_why(tmp_path,
     assert result_schema.problem(fast, shots=3000) is None
 
 
+def test_a_named_method_gives_from_backends_counts_for_that_method(tmp_path, fez):
+    """method="statevector" runs Aer's statevector on Aer's whole-device model: counts identical to
+    AerSimulator.from_backend(FakeFez(), method="statevector") at the same seed. (On a model of only
+    the circuit's qubits the channels are the same but Aer's trajectories draw in another order: this
+    GHZ-3 then differs by a few counts, which is why a named method gets the whole device.)"""
+    from qiskit import qasm3
+    from qiskit_aer import AerSimulator
+    from qiskit_ibm_runtime.fake_provider import FakeFez
+
+    task = runner.run_bundle(stage(tmp_path / "sv", fez, shots=3000, seed=5, method="statevector"))
+    assert task["ok"], task
+    assert task["simulator"]["method"] == "statevector"
+    assert task["simulator"]["noise_scope"].startswith("the whole device")
+    tqc = qasm3.loads(task["transpiled_qasm"])
+    reference = AerSimulator.from_backend(FakeFez(), method="statevector")
+    assert task["counts"] == reference.run(tqc, shots=3000, seed_simulator=5).result().get_counts()
+    fast = runner.run_bundle(stage(tmp_path / "auto", fez, shots=3000, seed=5))
+    assert fast["simulator"]["noise_scope"].startswith("the circuit's qubits")
+
+
 def test_a_sweep_runs_in_one_aer_call_with_the_counts_of_one_by_one(fez, monkeypatch):
     """Circuits of one structure share one choice and one Aer call, and each gets the counts it
     gets alone under its own seed (circuit_seed); circuits the cost model treats differently run one by one."""
