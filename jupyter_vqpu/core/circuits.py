@@ -777,12 +777,56 @@ def circuit_to_qpy(qc: QuantumCircuit) -> str:
 # ---------------------------------------------------------------- output
 
 
+#: Instructions OpenQASM 3 export re-expresses (a decomposition) or cannot bring back: sent as QPY.
+QPY_ONLY_INSTRUCTIONS = frozenset({"unitary", "initialize", "state_preparation", "isometry", "switch_case",
+                                   "store", "hamiltonian", "diagonal", "uc", "ucrx", "ucry", "ucrz"})
+#: Instructions looked at (gate bodies included) before a circuit is sent as QPY without looking further.
+OPENQASM_CHECK_BUDGET = 20_000
+
+
+def openqasm_would_change(qc: QuantumCircuit) -> str | None:
+    """Why OpenQASM 3 would not carry ``qc`` exactly (None when it would).
+
+    The exporter writes a ``unitary`` as its decomposition and fails on array parameters (a
+    controlled unitary, MQT's ``ae``); switch statements, classical expressions and variables
+    do not come back through the importer. Such a circuit travels as QPY, which is what Aer would
+    have run, bit for bit. Gate bodies are looked into, within a budget (past it: QPY too)."""
+    import numpy as np
+    from qiskit.circuit.classical import expr
+
+    if qc.num_vars or qc.num_input_vars or qc.num_captured_vars:
+        return "classical variables"
+    stack, seen = [qc], 0
+    while stack:
+        for inst in stack.pop().data:
+            seen += 1
+            if seen > OPENQASM_CHECK_BUDGET:
+                return f"over {OPENQASM_CHECK_BUDGET} instructions with gate bodies"
+            op = inst.operation
+            if op.name in QPY_ONLY_INSTRUCTIONS:
+                return op.name
+            if any(isinstance(p, np.ndarray) for p in op.params):
+                return f"{op.name} has an array parameter"
+            if isinstance(getattr(op, "condition", None), expr.Expr) or isinstance(getattr(op, "target", None), expr.Expr):
+                return f"{op.name} on a classical expression"
+            blocks = getattr(op, "blocks", ())
+            if blocks:
+                stack.extend(blocks)
+            elif getattr(op, "_standard_gate", None) is None and op.name not in ("measure", "reset", "barrier", "delay"):
+                definition = op.definition
+                if definition is not None:
+                    stack.append(definition)
+    return None
+
+
 def circuit_to_wire(qc: QuantumCircuit, prefer: str = "qasm3") -> tuple[str, str]:
-    """The text to send for a circuit: ("qasm3", text), or ("qasm2", text) where OpenQASM 3 cannot say it;
-    with ``prefer="qpy"`` ("qpy", base64 QPY): the exact circuit, what the Qiskit backend sends."""
+    """The text to send for a circuit: OpenQASM 3, which people can read in the panel, where it carries
+    the circuit exactly; QPY (base64) where it would not (``openqasm_would_change``) or with
+    ``prefer="qpy"``: the exact circuit, what the Qiskit backend always sends. OpenQASM 2 is the last
+    resort for a circuit neither can write."""
     from qiskit import qasm2, qasm3
 
-    if prefer == "qpy":
+    if prefer == "qpy" or openqasm_would_change(qc) is not None:
         return "qpy", circuit_to_qpy(qc)
     try:
         return "qasm3", qasm3.dumps(qc)

@@ -151,6 +151,46 @@ def test_circuit_to_wire_round_trips():
     assert back.num_qubits == 3 and back.count_ops()["measure"] == 3
 
 
+def test_circuits_openqasm_would_change_travel_as_qpy(monkeypatch):
+    """OpenQASM 3 where it carries the circuit exactly (people read it in the panel), QPY where the
+    exporter would decompose, fail or write what the importer cannot read back."""
+    from qiskit.circuit.classical import expr
+    from qiskit.circuit.library import UnitaryGate
+
+    def base(n: int = 2) -> QuantumCircuit:
+        return QuantumCircuit(n, n)
+
+    unitary = base()
+    unitary.unitary([[0, 1], [1, 0]], [0])
+    controlled = base()
+    controlled.append(UnitaryGate([[0, 1], [1, 0]]).control(1), [0, 1])
+    inner = QuantumCircuit(1)
+    inner.initialize([0.6, 0.8], 0)
+    in_a_gate = base()
+    in_a_gate.append(inner.to_instruction(label="prep"), [0])
+    switch = base()
+    with switch.switch(switch.clbits[0]) as case:
+        with case(0):
+            switch.x(1)
+    expression = base()
+    with expression.if_test(expr.logic_and(expression.clbits[0], expression.clbits[1])):
+        expression.x(1)
+    for qc, why in ((unitary, "unitary"), (controlled, "array parameter"), (in_a_gate, "initialize"),
+                    (switch, "switch_case"), (expression, "classical expression")):
+        assert why in C.openqasm_would_change(qc)
+        fmt, text = C.circuit_to_wire(qc)
+        assert fmt == "qpy" and C.parse_circuit(text, "qpy") == qc  # exactly the circuit sent
+
+    plain = base()
+    plain.h(0)
+    plain.cx(0, 1)
+    with plain.if_test((plain.clbits[0], 1)):  # an old-style condition OpenQASM 3 carries
+        plain.x(1)
+    assert C.openqasm_would_change(plain) is None and C.circuit_to_wire(plain)[0] == "qasm3"
+    monkeypatch.setattr(C, "OPENQASM_CHECK_BUDGET", 2)  # past the budget: QPY, without looking further
+    assert "over 2 instructions" in C.openqasm_would_change(plain)
+
+
 def test_circuit_to_wire_says_what_it_cannot_write():
     qc = QuantumCircuit(1, 1)
     qc.append(Instruction("mystery", 1, 0, []), [0])

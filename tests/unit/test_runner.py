@@ -424,6 +424,34 @@ def test_a_named_method_gives_from_backends_counts_for_that_method(tmp_path, fez
     assert fast["simulator"]["noise_scope"].startswith("the circuit's qubits")
 
 
+def test_a_gate_with_an_array_parameter_travels_exactly_and_matches_aer(tmp_path, fez, reference_sim):
+    """A controlled unitary (its matrix an array parameter, as in MQT Bench's ``ae``), which OpenQASM 3
+    cannot write: the client sends it as QPY, the runner reads it back exactly, and the counts are
+    from_backend's on the same transpiled circuit and seed."""
+    from qiskit import QuantumCircuit, transpile
+    from qiskit.circuit.library import UnitaryGate
+    from qiskit.quantum_info import random_unitary
+
+    from jupyter_vqpu.core import circuits as C
+
+    qc = QuantumCircuit(3, name="ae-like")
+    qc.h([0, 1])
+    qc.ry(0.7, 2)
+    qc.append(UnitaryGate(random_unitary(2, seed=4)).control(1), [0, 2])
+    qc.append(UnitaryGate(random_unitary(4, seed=5)).control(1), [1, 0, 2])
+    qc.measure_all()
+    assert "array parameter" in C.openqasm_would_change(qc)
+    fmt, text = C.circuit_to_wire(qc)  # what %%vqpu and Client.submit send
+    assert fmt == "qpy"
+    task = runner.run_bundle(stage(tmp_path / "ae", fez, text, fmt=fmt, shots=2000, seed=9, method="aer_default"))
+    assert task["ok"], task
+    # the runner's own steps, here: the circuit read back, transpiled on the snapshot's Target with the task's seed
+    target, _ = S.target_for(fez.doc, fez.sid)
+    tqc = transpile(C.parse_circuit(text, "qpy"), target=target, optimization_level=2, seed_transpiler=9)
+    assert task["physical_qubits"] == sorted({tqc.find_bit(q).index for i in tqc.data for q in i.qubits})
+    assert task["counts"] == reference_sim.run(tqc, shots=2000, seed_simulator=9).result().get_counts()
+
+
 def test_a_sweep_runs_in_one_aer_call_with_the_counts_of_one_by_one(fez, monkeypatch):
     """Circuits of one structure share one choice and one Aer call, and each gets the counts it
     gets alone under its own seed (circuit_seed); circuits the cost model treats differently run one by one."""
