@@ -302,7 +302,13 @@ export function renderTaskDetail(
     return d;
   };
   if (circuit) {
-    code('Circuit, as submitted', 'jp-vqpu-circuit', circuit.circuit, 'no circuit text');
+    if (circuit.format === 'qpy') {
+      // Qiskit's binary format (base64): exact, but not for reading; the transpiled text below is.
+      const d = code('Circuit, as submitted', 'jp-vqpu-circuit', null, '');
+      d.querySelector('.jp-vqpu-empty')!.textContent = qpyNote(circuit.circuit);
+    } else {
+      code('Circuit, as submitted', 'jp-vqpu-circuit', circuit.circuit, 'no circuit text');
+    }
     code(
       'Circuit, as run on the device (transpiled)',
       'jp-vqpu-transpiled',
@@ -315,6 +321,16 @@ export function renderTaskDetail(
     root.appendChild(el('div', 'jp-vqpu-empty jp-vqpu-circuit-loading', 'Loading the circuit…'));
   }
   return root;
+}
+
+/** What the panel says of a circuit sent as QPY (base64 text): its size, and where to read it. */
+export function qpyNote(base64: string | null): string {
+  const bytes = Math.floor(((base64 ?? '').replace(/=+$/, '').length * 3) / 4);
+  const size = bytes >= 1024 ? `${(bytes / 1024).toFixed(1)} KiB` : `${bytes} B`;
+  return (
+    `Sent as QPY (${size}), Qiskit's exact binary form: not text to read here. ` +
+    'The transpiled circuit below is what ran; qiskit.qpy.load reads the original.'
+  );
 }
 
 /** The detail pane: shows one task at a time, or nothing (hidden). */

@@ -2,7 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 
 import type { ITaskView } from '../src/api';
 import { liveStatus } from '../src/connection';
-import { TaskDetailView, histogramRows, historyText, renderTaskDetail } from '../src/taskDetailView';
+import { TaskDetailView, histogramRows, historyText, qpyNote, renderTaskDetail } from '../src/taskDetailView';
 import { TaskFilterView, pageLabel } from '../src/taskFilterView';
 import { TaskState } from '../src/states';
 
@@ -60,6 +60,17 @@ describe('the detail view', () => {
     expect(node.querySelector('.jp-vqpu-circuit pre')?.textContent).toBe(circuit.circuit);
     expect(node.querySelector('.jp-vqpu-transpiled pre')?.textContent).toBe(circuit.transpiled_qasm);
     expect(node.querySelector('.jp-vqpu-cancel')).toBeNull();
+  });
+
+  it('says what a QPY circuit is instead of showing its base64', () => {
+    const qpy = { ...circuit, format: 'qpy', circuit: 'UUlTS0lUDQ'.repeat(300) };
+    const node = renderTaskDetail(done, qpy, callbacks);
+    expect(node.querySelector('.jp-vqpu-circuit pre')).toBeNull();
+    const note = node.querySelector('.jp-vqpu-circuit .jp-vqpu-empty')?.textContent ?? '';
+    expect(note).toContain('Sent as QPY (2.2 KiB)');
+    expect(note).not.toContain('UUlTS0lU');
+    expect(node.querySelector('.jp-vqpu-transpiled pre')?.textContent).toBe(circuit.transpiled_qasm);
+    expect(qpyNote('AAAA')).toContain('(3 B)');
   });
 
   it('says why a circuit is missing, and offers Cancel while the task is live', () => {
