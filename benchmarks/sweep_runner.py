@@ -16,7 +16,10 @@ and reports the per-circuit runner overhead (runner total minus its simulate pha
 and the runner's phases. End to end through the control plane it adds the ~17 ms per *task*
 measured by benchmarks/overhead.py (not per circuit).
 
-    python benchmarks/sweep_runner.py [--points 50,500] [--quick] [--json]
+    python benchmarks/sweep_runner.py [--points 50,500] [--format qpy|qasm3] [--quick] [--json]
+
+``--format``: how the circuits reach the runner: QPY (default; what a Qiskit backend or sampler sends,
+read by Qiskit's Rust reader) or OpenQASM 3 (the CLI's text; Qiskit's Python importer, ~30 ms a circuit).
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = C.parser(__doc__, "sweep_runner")
     parser.add_argument("--points", default="50,500")
     parser.add_argument("--shots", type=int, default=1000)
+    parser.add_argument("--format", choices=("qpy", "qasm3"), default="qpy",
+                        help="the circuits' wire format: qpy (what a Qiskit backend or sampler sends) or qasm3 (the CLI)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     sizes = [5] if args.smoke else [50] if args.quick else [int(p) for p in args.points.split(",")]
@@ -65,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from qiskit_ibm_runtime.fake_provider import FakeFez
 
     from jupyter_vqpu.core import catalog, snapshot
+    from jupyter_vqpu.core.circuits import circuit_to_qpy
     from jupyter_vqpu_agent import bundle, noise, runner
 
     doc = catalog.builtin_snapshot("fez")
@@ -77,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="vqpu-sweep-runner-"))
     for points in sizes:
         circuits = sweep_circuits(points)
-        texts = [("qasm3", qasm3.dumps(c)) for c in circuits]
+        texts = [(args.format, circuit_to_qpy(c) if args.format == "qpy" else qasm3.dumps(c)) for c in circuits]
         spec = bundle.TaskSpec(task_id=f"sweep{points}", device="fez", attempt=1, snapshot_id=sid, shots=args.shots,
-                               circuit_format="qasm3", seed=5, options={})
+                               circuit_format=args.format, seed=5, options={})
         runs = []
         for i in range(2):  # the first warms the process's caches for this snapshot and layout
             where = bundle.stage(tmp / f"s{points}-{i}", spec, data, texts[0][1], batch=texts)
@@ -102,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         AerSimulator(noise_model=model, method="density_matrix", seed_simulator=5).run(tqcs, shots=args.shots).result()
         t_floor = time.perf_counter() - t
         outside = timings["total"] - timings["simulate"]
-        row = {"points": points, "runner_wall_s": wall, "runner_total_s": timings["total"],
+        row = {"points": points, "format": args.format, "runner_wall_s": wall, "runner_total_s": timings["total"],
                "runner_transpile_s": timings["transpile"], "runner_simulate_s": timings["simulate"],
                "runner_overhead_per_circuit_ms": 1e3 * outside / points,
+               "runner_load_s": timings["load"],
                "runner_simulate_per_circuit_ms": 1e3 * timings["simulate"] / points,
                "aer_transpile_s": t_transpile, "aer_one_call_s": t_aer, "aer_with_our_model_s": t_floor,
                "method": result.get("simulator", {}).get("method"),
