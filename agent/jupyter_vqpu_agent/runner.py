@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -541,17 +542,22 @@ def simulate_all(tqcs: list[Any], shots: int, seed: int, noise: Any, method: str
                  device: str) -> list[tuple[dict[str, int], dict[str, Any]]]:
     """``_simulate`` for every circuit of a task, circuit i seeded ``circuit_seed(seed, i)``.
 
-    Circuits for which the cost model makes one choice (a parameter sweep: the same gates on
-    the same qubits, other angles) run in ONE Aer call: one noise model, serialised once, and
-    Aer's own per-circuit seeds, which are exactly ``circuit_seed``'s, so the counts are those
-    of running them one by one. Otherwise each runs alone, under its ``circuit_seed``."""
+    Neighbouring circuits for which the cost model makes one choice (a parameter sweep: the same
+    gates on the same qubits, other angles) run in ONE Aer call: one noise model, serialised once,
+    and Aer's own per-circuit seeds, which continue ``circuit_seed``'s from the first of the run
+    (seed + 2113 i is linear in i), so the counts are those of running them one by one. A sweep
+    whose transpiled points fall into a few kinds (an angle the optimiser removes changes a point's
+    gates) makes one call per run of equal kind, not one per circuit."""
     facts = [circuit_facts(t, noise) for t in tqcs]
-    if len(tqcs) > 1:
-        kinds = {_kind(choose_method(method, c, n, shots, device=device)) for c, n, _ in facts}
-        if len(kinds) > 1:
-            return [_run_group([t], [f], shots, circuit_seed(seed, i), noise, method, device)[0]
-                    for i, (t, f) in enumerate(zip(tqcs, facts))]
-    return _run_group(tqcs, facts, shots, seed, noise, method, device)
+    kinds = [_kind(choose_method(method, c, n, shots, device=device)) for c, n, _ in facts]
+    out: list[tuple[dict[str, int], dict[str, Any]]] = []
+    start = 0
+    for _, run in itertools.groupby(range(len(tqcs)), key=kinds.__getitem__):
+        size = len(list(run))
+        out += _run_group(tqcs[start:start + size], facts[start:start + size], shots, circuit_seed(seed, start),
+                          noise, method, device)
+        start += size
+    return out
 
 
 def _kind(choice: Any) -> tuple:

@@ -485,3 +485,13 @@ def test_a_sweep_runs_in_one_aer_call_with_the_counts_of_one_by_one(fez, monkeyp
                       initial_layout=[0, 1, 2])
     runner.simulate_all(mixed, 100, 9, model, "automatic", "CPU")
     assert len(calls) == 2
+    # one odd point in a sweep splits it into runs of equal kind (3 calls, not 5), counts unchanged
+    calls.clear()
+    sweep = transpile([point(0.3), point(0.6), point(0.9, mid=True), point(1.2), point(1.5)], target=target,
+                      optimization_level=1, seed_transpiler=2, initial_layout=[0, 1, 2])
+    runs = runner.simulate_all(sweep, 2000, 9, model, "automatic", "CPU")
+    assert [len(c) if isinstance(c, list) else 1 for c in calls] == [2, 1, 2]
+    calls.clear()
+    alone = [runner._simulate(t, 2000, runner.circuit_seed(9, i), model, "automatic", "CPU", 3)
+             for i, t in enumerate(sweep)]
+    assert [c for c, _ in runs] == [c for c, _ in alone]
