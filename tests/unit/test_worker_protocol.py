@@ -62,3 +62,20 @@ def test_a_worker_answers_each_bundle_and_what_it_prints_goes_to_stderr(tmp_path
     printed = (tmp_path / "worker.err").read_text()
     assert "loading... {not json" in printed and '"forged"' in printed
     assert "test worker: " in printed and "RuntimeError: the runner broke" in printed
+
+
+def test_the_worker_hands_freed_heap_back_after_each_answer(monkeypatch, capsys):
+    """malloc_trim runs once per bundle, after its answer is sent (the answer never waits for it)."""
+    import io
+
+    from jupyter_vqpu_agent import worker_protocol as wp
+
+    events: list[str] = []
+    monkeypatch.setattr(wp, "_TRIM", lambda pad: events.append(f"trim {pad}") or 1)
+    monkeypatch.setattr(wp, "_send", lambda proto, message: events.append(f"send {sorted(message)}"))
+    monkeypatch.setattr(wp, "protocol_stream", io.StringIO)
+    monkeypatch.setattr(wp.sys, "stdin", io.StringIO("/a\n\n/b\n"))
+    assert wp.serve(lambda: (lambda path: True), "test worker") == 0
+    assert events == ["send ['pid', 'ready']", "send ['bundle', 'ok']", "trim 0", "send ['bundle', 'ok']", "trim 0"]
+    monkeypatch.setattr(wp, "_TRIM", False)  # no glibc: nothing to call, nothing raised
+    wp.release_freed_memory()
