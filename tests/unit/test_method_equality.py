@@ -1,7 +1,8 @@
 """Each fast simulation path samples the device model's distribution: proven by a two-sample test.
 
-The reference is Aer's own choice on the full device model, which is bit-identical to
-``AerSimulator.from_backend(FakeFez())`` (tests/unit/test_runner.py). Each fast path the
+The reference is Aer's own choice on the runner's model of the circuit's qubits: the channels of
+``AerSimulator.from_backend(FakeFez())``, entry for entry (whose counts the whole-device model
+gives bit for bit: tests/unit/test_runner.py). Each fast path the
 runner may pick (a density matrix; a statevector with shot branching on the model without
 readout errors, readout applied per shot as a classical channel; a matrix product state) is
 run with another seed and the two samples are compared:
@@ -19,9 +20,10 @@ with readout errors IN the model (the bug the classical channel avoids) is rejec
 Seeds are fixed, so a pass or a failure reproduces. By default a representative subset runs
 (3 and 5 qubits, every path, every family; well under a minute of simulation). The wide rows
 (10, 15 and 20 active qubits, where a reference costs minutes) are marked slow and run with
-VQPU_EQUALITY_ALL=1; benchmarks/noise_model.py runs them all. At 15 and 20 qubits Aer's
-per-shot statevector reference is too slow for enough shots, so there the two exact fast
-paths (branching and MPS, different algorithms) are tested against each other.
+VQPU_EQUALITY_ALL=1; benchmarks/noise_model.py runs them all. At 15 and 20 qubits the path
+the runner itself chooses is tested against the reference (fewer shots at 20, where Aer's
+per-shot reference costs ~0.5 s a shot here), and the two exact fast paths (branching and
+MPS, different algorithms) against each other with more shots.
 """
 
 from __future__ import annotations
@@ -99,7 +101,12 @@ SMALL = [(f, n, path, shots) for f in FAMILIES for n in (3, 5)
 WIDE = ([(f, 10, path, 10_000) for f in FAMILIES for path in ("density_matrix", "branching")]
         + [(f, 10, "matrix_product_state", 2_000) for f in FAMILIES])
 CROSS = [(f, n, shots) for f in FAMILIES for n, shots in ((15, 2_000), (20, 1_000))]
+# what the runner itself picks at 15 and 20 qubits, against the reference; Aer's per-shot reference costs
+# ~12 ms a shot at 15 qubits and ~0.5 s at 20 on two cores, hence fewer shots (a wider floor) there
+CHOSEN = [(f, n, shots) for f in FAMILIES for n, shots in ((15, 2_000), (20, 200))]
 slow = pytest.mark.skipif(not ALL, reason="wide rows: VQPU_EQUALITY_ALL=1 (or benchmarks/noise_model.py)")
+# a wide row is minutes of Aer's per-shot reference on a loaded 2-core box: past the suite's hang guard
+wide = pytest.mark.timeout(3600)
 
 
 def _check(fez, family, n, path, shots):
@@ -117,6 +124,7 @@ def test_fast_path_samples_the_reference_distribution(fez, family, n, path, shot
 
 @pytest.mark.slow
 @slow
+@wide
 @pytest.mark.parametrize(("family", "n", "path", "shots"), WIDE)
 def test_fast_path_samples_the_reference_distribution_wide(fez, family, n, path, shots):
     _check(fez, family, n, path, shots)
@@ -124,11 +132,40 @@ def test_fast_path_samples_the_reference_distribution_wide(fez, family, n, path,
 
 @pytest.mark.slow
 @slow
+@wide
 @pytest.mark.parametrize(("family", "n", "shots"), CROSS)
 def test_branching_and_mps_agree_where_the_reference_is_too_slow(fez, family, n, shots):
     tqc, model = prepared(fez, family, n)
     assert_same_distribution(run("branching", tqc, model, shots, 7), run("matrix_product_state", tqc, model, shots, 8),
                              f"{family}{n} branching vs MPS")
+
+
+def _chosen_path(tqc, model, shots: int) -> str:
+    """The path of this module that runs what the runner's cost model picks for the circuit."""
+    from jupyter_vqpu.core.method import choose_method
+    from jupyter_vqpu_agent import runner
+
+    circuit, noise, _ = runner.circuit_facts(tqc, model)
+    choice = choose_method("automatic", circuit, noise, shots)
+    if choice.options.get("shot_branching_enable"):
+        return "branching"
+    return {"density_matrix": "density_matrix", "matrix_product_state": "matrix_product_state"}.get(
+        choice.method, "reference")
+
+
+@pytest.mark.slow
+@slow
+@wide
+@pytest.mark.parametrize(("family", "n", "shots"), CHOSEN)
+def test_the_runners_choice_samples_the_reference_distribution_wide(fez, family, n, shots):
+    """At 15 and 20 active qubits, the method the runner would choose (its cost model, run here with the
+    runner's own noise model and readout channel) against Aer's own choice on the same model."""
+    tqc, model = prepared(fez, family, n)
+    path = _chosen_path(tqc, model, shots)
+    ours = run(path, tqc, model, shots, seed=7)
+    ref = run("reference", tqc, model, shots, seed=10**6)
+    assert sum(ours.values()) == shots
+    assert_same_distribution(ours, ref, f"{family}{n} {path} (the runner's choice)")
 
 
 def test_the_test_sees_a_wrong_path_branching_with_readout_in_the_model(fez):
