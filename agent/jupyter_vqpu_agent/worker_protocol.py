@@ -67,10 +67,10 @@ def serve(load: Callable[[], RunBundle], label: str) -> int:
 def release_freed_memory() -> None:
     """Hand the heap that the last task freed back to the OS (glibc's ``malloc_trim``).
 
-    A density matrix or a wide statevector is hundreds of MB that Aer's threads allocate and free
-    in their own malloc arenas, which glibc keeps: a long-lived worker's RSS then steps up after
-    every big task and stays there, though its caches are bounded. Trimming costs about a
-    millisecond; elsewhere (no glibc) it does nothing."""
+    A big task's heap (Aer's threads allocate and free in their own malloc arenas) may be kept by
+    glibc after it is freed, so a long-lived worker's RSS can step up after a big task and stay
+    there though its caches are bounded (docs/performance.md: +155 MB over 1,000 tasks without
+    this, +26 MB with it). Trimming costs about a millisecond; without glibc it does nothing."""
     global _TRIM
     if _TRIM is None:
         try:

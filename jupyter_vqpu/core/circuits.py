@@ -813,7 +813,10 @@ def openqasm_would_change(qc: QuantumCircuit) -> str | None:
             if blocks:
                 stack.extend(blocks)
             elif getattr(op, "_standard_gate", None) is None and op.name not in ("measure", "reset", "barrier", "delay"):
-                definition = op.definition
+                try:
+                    definition = op.definition
+                except Exception:  # a library gate that cannot build its body: the exporter could not either
+                    return f"{op.name} has no body OpenQASM can write"
                 if definition is not None:
                     stack.append(definition)
     return None
