@@ -113,9 +113,11 @@ def test_an_agent_serves_devices_on_different_masters(deployment, tmp_path):
         ids = [client.submit(BELL_QASM2, device=d, shots=16).id for d in DEVICES for _ in range(2)]
         for tid in ids:
             assert cp.wait(tid, timeout=60)["state"] == "completed"
-        assert running.agent.stats["completed"] == len(ids)
     finally:
         running.stop()
+    # counted once the agent has stopped: it counts a completion just after its finish script, which is
+    # when cp.wait can already see the task completed (CI, loaded: 5 of 6 counted at that moment)
+    assert running.agent.stats["completed"] == len(ids)
 
 
 def test_capacity_holds_across_all_of_an_agents_devices(deployment, tmp_path):
