@@ -264,21 +264,20 @@ def test_cli_json_errors_are_json(seeded, redis_url):
 
 
 def test_cli_output_into_a_closed_pipe_is_no_traceback(seeded, redis_url):
-    """`vqpu tasks | head -1`: the reader leaves before the listing is written."""
-    import fcntl
+    """`vqpu tasks | head -1`: the reader is gone before the listing is written. Its end of the pipe is
+    closed before the CLI starts, so every write the CLI makes meets a closed pipe (a reader that reads
+    a line first races the CLI: a listing that fits in the pipe plus the reader's buffer never fails)."""
     import os
 
     client = Client(control=seeded)
     for i in range(40):
         client.submit(GHZ3, device="ideal", shots=10, name=f"a-fairly-long-task-name-{i:03d}", tags=["pipe-test"])
     read_end, write_end = os.pipe()
-    fcntl.fcntl(write_end, 1031, 4096)  # F_SETPIPE_SZ: a one-page pipe, so the listing cannot fit in it
+    os.close(read_end)
     env = {k: v for k, v in os.environ.items() if k != "VQPU_REDIS_URL"}
     proc = subprocess.Popen([sys.executable, "-m", "jupyter_vqpu.cli", "tasks", "--redis-url", redis_url],
                             stdout=write_end, stderr=subprocess.PIPE, cwd=REPO, env=env)
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        assert reader.readline().startswith(b"task ")
     err = proc.stderr.read().decode()
     proc.wait(120)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err

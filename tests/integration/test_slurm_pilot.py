@@ -237,7 +237,7 @@ def test_real_runner_through_the_agent(pilots, seeded, redis_url, tmp_path):
     try:
         client = Client(control=seeded)
         tasks = [client.submit(BELL_QASM2, device="ideal", shots=100, seed=7) for _ in range(3)]
-        records = [t.result(timeout=240) for t in tasks]
+        records = [t.result(timeout=420) for t in tasks]  # a pilot allocation, then Qiskit imported in it, on a loaded box
     finally:
         running.stop()
     assert all(r["state"] == "completed" for r in records)
