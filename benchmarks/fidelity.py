@@ -24,12 +24,13 @@ from __future__ import annotations
 import math
 import sys
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import _common as C  # noqa: E402
+from circuit_families import mqt_bench  # noqa: E402
 
 # Static algorithm-level MQT Bench families (no mid-circuit measurement, no free parameters).
 FAMILIES = ("ae", "bv", "dj", "ghz", "graphstate", "grover", "qaoa", "qft", "qftentangled", "qnn", "qpeexact",
@@ -40,21 +41,13 @@ MAX_ACTIVE_QUBITS = 10  # density matrices stay small (4^10)
 
 
 def benchmark_circuits(sizes: tuple[int, ...]) -> list:
-    from mqt.bench import BenchmarkLevel, get_benchmark
-
     out = []
     for family in FAMILIES:
         for n in sizes:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    qc = get_benchmark(family, BenchmarkLevel.ALG, n)
+                qc = mqt_bench(family, n)
             except Exception:  # noqa: BLE001 (a family without this size)
                 continue
-            if qc.parameters or qc.num_qubits != n:
-                continue
-            if "measure" not in qc.count_ops():
-                qc.measure_all()
             qc.name = f"{family}_{n}"
             out.append(qc)
     return out

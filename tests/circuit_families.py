@@ -1,13 +1,20 @@
-"""Circuit families for the method-equality tests and benchmarks/noise_model.py: one definition each.
+"""Circuit families for the method-equality tests and the benchmarks: one definition each.
 
 GHZ (a chain: low entanglement per cut), a layered brickwork of seeded rotations (generic,
 non-Clifford), the quantum Fourier transform of a superposition, a QAOA-like ring (ZZ phases
-and X mixers) and a W state (one excitation spread over every qubit). Each measures every qubit."""
+and X mixers) and a W state (one excitation spread over every qubit). Each measures every qubit.
+
+``MQT_FAMILIES`` are MQT Bench's own generated circuits (algorithm level, ``mqt.bench``, a test
+dependency), named ``mqt-<benchmark>``: the W state, the real-amplitudes VQE ansatz and
+Bernstein-Vazirani, chosen because each stays on n active qubits on Fez up to 20 (graph states,
+QAOA and the entangled QFT route onto 21-24)."""
 
 from __future__ import annotations
 
 import math
 import random
+import warnings
+from functools import partial
 
 from qiskit import QuantumCircuit
 
@@ -75,3 +82,24 @@ def wstate(n: int) -> QuantumCircuit:
 
 
 FAMILIES = {"ghz": ghz, "layered": layered, "qft": qft, "qaoa": qaoa, "wstate": wstate}
+
+
+def mqt_bench(benchmark: str, n: int) -> QuantumCircuit:
+    """MQT Bench's ``benchmark`` on ``n`` qubits at the algorithm level, every qubit measured.
+
+    Raises ValueError where MQT Bench has no parameter-free circuit of that size."""
+    from mqt.bench import BenchmarkLevel, get_benchmark
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qc = get_benchmark(benchmark, BenchmarkLevel.ALG, n)
+    if qc.parameters or qc.num_qubits != n:
+        raise ValueError(f"MQT Bench has no parameter-free {benchmark} on {n} qubits")
+    if "measure" not in qc.count_ops():
+        qc.measure_all()
+    qc.name = f"mqt-{benchmark}{n}"
+    return qc
+
+
+MQT_FAMILIES = {f"mqt-{b}": partial(mqt_bench, b) for b in ("wstate", "vqe_real_amp", "bv")}
+ALL_FAMILIES = {**FAMILIES, **MQT_FAMILIES}
