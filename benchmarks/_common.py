@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# the working tree's three packages, ahead of an installed copy (as pytest's pythonpath does)
+for _path in (REPO / "server_ext", REPO / "agent", REPO):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 from tests.support import RedisServer  # noqa: E402  (the tests' real redis-server launcher)
 

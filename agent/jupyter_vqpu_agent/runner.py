@@ -50,7 +50,8 @@ class _Failure(Exception):
 
 #: What a noisy run's model covered, as the result records it (``simulator.noise_scope``).
 NOISE_SCOPES = {
-    False: "the circuit's qubits (the same channels as from_backend; counts statistically equal)",
+    False: "the circuit's qubits, the instructions it runs (the same channels as from_backend; counts statistically "
+           "equal)",
     True: "the whole device (Aer's own from_backend model: counts identical at the same seed)",
 }
 
@@ -207,7 +208,7 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
     returned); a task of several also has ``experiments``, one entry per circuit, in order."""
     from jupyter_vqpu.core import run_options
     from jupyter_vqpu.core.snapshot import target_for
-    from jupyter_vqpu_agent.noise import noise_model_with_hit
+    from jupyter_vqpu_agent.noise import instructions_of, noise_model_with_hit
 
     if isinstance(spec.shots, bool) or not isinstance(spec.shots, int) or spec.shots < 1:
         raise _Failure("runner_error", f"shots must be a positive whole number, got {spec.shots!r}")
@@ -265,9 +266,12 @@ def _execute(bundle_dir: Path, spec: bundle.TaskSpec, started: float) -> dict:
     # in an order that depends on every entry of the model (two models that agree on the circuit's
     # qubits can give other counts), so only the whole device gives from_backend's counts bit for bit
     # there; a density matrix samples no trajectories and is bit-identical on either (docs/performance.md).
+    # The circuits' own model holds only the entries of the instructions they run (the others are never
+    # applied, and building one is what a new circuit shape costs).
     exact = method not in ("automatic", "density_matrix")
     scope = range(doc["num_qubits"]) if exact else used_all
-    noise, noise_hit = noise_model_with_hit(doc, scope, spec.snapshot_id) if noisy else (None, False)
+    only = None if exact or not noisy else instructions_of(tqc for _, tqc, _ in prepared)
+    noise, noise_hit = noise_model_with_hit(doc, scope, spec.snapshot_id, only) if noisy else (None, False)
     modelled = time.perf_counter()
 
     # ---- simulate each circuit with its own seed (Aer's spread of one seed over a list)

@@ -1,11 +1,12 @@
 """Each fast simulation path samples the device model's distribution: proven by a two-sample test.
 
-The reference is Aer's own choice on the runner's model of the circuit's qubits: the channels of
-``AerSimulator.from_backend(FakeFez())``, entry for entry (whose counts the whole-device model
-gives bit for bit: tests/unit/test_runner.py). Each fast path the
-runner may pick (a density matrix; a statevector with shot branching on the model without
-readout errors, readout applied per shot as a classical channel; a matrix product state) is
-run with another seed and the two samples are compared:
+The reference is Aer's own choice on the device model of the circuit's qubits: the channels of
+``AerSimulator.from_backend(FakeFez())`` there, entry for entry (whose counts the whole-device model
+gives bit for bit: tests/unit/test_runner.py). Each fast path the runner may pick (a density
+matrix; a statevector with shot branching on the model without readout errors, readout applied
+per shot as a classical channel; a matrix product state) is run, on the model the runner builds
+(only the entries of the instructions the circuit runs), with another seed, and the two samples
+are compared:
 
 - a chi-square test of homogeneity over the outcomes (outcomes expected fewer than 5 times
   pooled into one bin), which must not reject at p < 1e-4 (the decision);
@@ -61,15 +62,17 @@ def fez():
     return doc, sid, S.build_target(doc, sid)
 
 
-def prepared(fez, family: str, n: int):
+def prepared(fez, family: str, n: int, reference: bool = False):
+    """The transpiled circuit and the model the runner simulates it on (the entries of the instructions it
+    runs), or with ``reference`` the device model of its qubits (every entry there)."""
     from qiskit import transpile
 
-    from jupyter_vqpu_agent.noise import noise_model_for
+    from jupyter_vqpu_agent.noise import instructions_of, noise_model_for
 
     doc, sid, target = fez
     tqc = transpile(ALL_FAMILIES[family](n), target=target, optimization_level=1, seed_transpiler=1)
     used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
-    return tqc, noise_model_for(doc, used, sid)
+    return tqc, noise_model_for(doc, used, sid, None if reference else instructions_of([tqc]))
 
 
 def run(path: str, tqc, model, shots: int, seed: int) -> dict[str, int]:
@@ -128,7 +131,7 @@ def reference(fez, family: str, n: int, shots: int) -> dict[str, int]:
     is minutes of per-shot trajectories, and the density-matrix and branching rows share it."""
     key = (family, n, shots)
     if key not in _REFERENCES:
-        tqc, model = prepared(fez, family, n)
+        tqc, model = prepared(fez, family, n, reference=True)
         _REFERENCES[key] = run("reference", tqc, model, shots, seed=10**6)
     return _REFERENCES[key]
 
@@ -183,7 +186,7 @@ def _chosen_path(tqc, model, shots: int) -> str:
 @pytest.mark.parametrize(("family", "n", "shots"), CHOSEN)
 def test_the_runners_choice_samples_the_reference_distribution_wide(fez, family, n, shots):
     """At 15 and 20 active qubits, the method the runner would choose (its cost model, run here with the
-    runner's own noise model and readout channel) against Aer's own choice on the same model."""
+    runner's own noise model and readout channel) against Aer's own choice on the device model of its qubits."""
     tqc, model = prepared(fez, family, n)
     path = _chosen_path(tqc, model, shots)
     ours = run(path, tqc, model, shots, seed=7)
@@ -194,7 +197,7 @@ def test_the_runners_choice_samples_the_reference_distribution_wide(fez, family,
 def test_the_test_sees_a_wrong_path_branching_with_readout_in_the_model(fez):
     """Negative control: Aer's shot branching mis-samples in-model readout errors, and this test says so."""
     tqc, model = prepared(fez, "ghz", 5)
-    ref = run("reference", tqc, model, 20_000, seed=10**6)
+    ref = reference(fez, "ghz", 5, 20_000)
     wrong = run("branching_readout_in_model", tqc, model, 20_000, seed=7)
     with pytest.raises(AssertionError, match="chi-square"):
         assert_same_distribution(wrong, ref, "in-model readout branching")

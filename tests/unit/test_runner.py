@@ -85,6 +85,37 @@ def test_noise_model_counts_identical_to_aer_from_backend(fez, reference_sim):
     assert sorted(model.basis_gates) == sorted(reference_sim.options.noise_model.basis_gates)
 
 
+def test_a_circuits_model_holds_only_the_instructions_it_runs_and_gives_the_same_counts(fez, reference_sim):
+    """The runner's model for a circuit: the entries of the instructions it runs, nothing else on its qubits
+    (the others are never applied, and building them is what a new circuit shape would pay), with
+    from_backend's counts at the same seed under a density matrix."""
+    from qiskit import QuantumCircuit, transpile
+    from qiskit_aer import AerSimulator
+
+    from jupyter_vqpu.core.circuits import parse_circuit
+    from jupyter_vqpu_agent.noise import instructions_of
+
+    tqc = transpile(parse_circuit(GHZ3), target=S.build_target(fez.doc), optimization_level=1, seed_transpiler=3)
+    used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
+    runs = instructions_of([tqc])
+    assert runs and ("measure", (used[0],)) in runs and all(max(q) < 156 for _, q in runs if q)
+    model = noise_model_for(fez.doc, used, fez.sid, runs)
+    whole = noise_model_for(fez.doc, used, fez.sid)
+    kept = {(name, qargs) for name, by in model._local_quantum_errors.items() for qargs in by}
+    every = {(name, qargs) for name, by in whole._local_quantum_errors.items() for qargs in by}
+    assert kept <= runs and kept < every  # e.g. no reset or id entries: the circuit runs neither
+    assert set(model.readout_matrices()) == {q for name, (q, *_) in runs if name == "measure"}
+    dm = {"method": "density_matrix", "seed_simulator": 5}
+    ours = AerSimulator(noise_model=model, **dm).run(tqc, shots=3000).result().get_counts()
+    assert ours == reference_sim.run(tqc, shots=3000, **dm).result().get_counts()
+
+    flow = QuantumCircuit(1, 1)
+    flow.measure(0, 0)
+    with flow.if_test((flow.clbits[0], 1)):
+        flow.x(0)
+    assert instructions_of([tqc, flow]) is None  # a block's instructions are not listed: every entry instead
+
+
 def test_noise_model_cache_and_ideal(fez, ideal):
     assert noise_model_for(fez.doc, [0, 1, 2]) is noise_model_for(fez.doc, (2, 1, 0), fez.sid)
     assert noise_model_for(ideal.doc, [0, 1]) is None
