@@ -94,10 +94,11 @@ def main(argv: list[str] | None = None) -> int:
 
             noise.clear_cache()
             t0 = time.perf_counter()
-            model = noise.noise_model_for(doc, used, sid)
+            runs = noise.instructions_of([tqc])  # the runner's model: the entries of what the circuit runs
+            model = noise.noise_model_for(doc, used, sid, runs)
             counts, info = runner._simulate(tqc, shots, args.seed, model, "automatic", device, len(used))
             t1 = time.perf_counter()
-            model = noise.noise_model_for(doc, used, sid)  # a warm worker: the cached model
+            model = noise.noise_model_for(doc, used, sid, noise.instructions_of([tqc]))  # a warm worker: cached
             runner._simulate(tqc, shots, args.seed + 1, model, "automatic", device, len(used))
             t2 = time.perf_counter()
             ref_sim.set_options(seed_simulator=args.seed + 10**6)
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             floor = eq["tvd_floor"]
             row = {
                 "circuit": qc.name, "active_qubits": len(used), "shots": shots, "method": info["method"],
+                "aer_device": info.get("aer_device"), "custatevec": info.get("custatevec"),
                 "why": info["why"], "ours_cold_s": cold, "ours_warm_s": warm, "fresh_s": ref_build + ref_run,
                 "warm_ref_s": ref_run, "runtime_sampler_s": rt_s,
                 "speedup_fresh": (ref_build + ref_run) / cold, "speedup_warm": ref_run / warm,

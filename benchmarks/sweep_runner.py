@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         ref.run(tqcs, shots=args.shots, seed_simulator=5).result()
         t_aer = time.perf_counter() - t
         used = sorted({tq.find_bit(q).index for tq in tqcs for inst in tq.data for q in inst.qubits})
-        model = noise.noise_model_for(doc, used, sid)
+        model = noise.noise_model_for(doc, used, sid, noise.instructions_of(tqcs))  # what the runner builds
         t = time.perf_counter()
         AerSimulator(noise_model=model, method="density_matrix", seed_simulator=5).run(tqcs, shots=args.shots).result()
         t_floor = time.perf_counter() - t

@@ -605,9 +605,12 @@ def _run_group(tqcs: list[Any], facts: list[tuple], shots: int, seed: int, noise
             # its own stream, derived from the circuit's seed: the same seed gives the same counts
             counts = apply_readout(counts, measured, noise.readout_matrices(), tqc.num_clbits,
                                    np.random.default_rng([circuit_seed(seed, i), 0x5EAD0]))
-        used = str((result.results[i].metadata or {}).get("method", choice.method))
-        out.append((counts, {"method": used + ("+branching" if choice.options.get("shot_branching_enable") else ""),
-                             **info}))
+        md = result.results[i].metadata or {}
+        # where Aer says it ran (a GPU run names cuStateVec): what a benchmark on a GPU node records per row
+        ran = {"aer_device": str(md.get("device", device)),
+               **({"custatevec": str(bool(md["cuStateVec_enable"]))} if "cuStateVec_enable" in md else {})}
+        out.append((counts, {"method": str(md.get("method", choice.method))
+                             + ("+branching" if choice.options.get("shot_branching_enable") else ""), **info, **ran}))
     return out
 
 

@@ -138,6 +138,9 @@ def test_fez_ghz_shows_device_noise_and_ideal_does_not(tmp_path, fez, ideal):
     cmap = {tuple(p) for p in fez.doc["coupling_map"]}
     a, b, c = noisy["layout"]
     assert (a, b) in cmap and (b, c) in cmap
+    # where Aer says it ran, next to where the runner asked (a GPU node's result names cuStateVec too)
+    assert noisy["simulator"]["aer_device"] == noisy["simulator"]["device"] == "CPU"
+    assert "custatevec" not in noisy["simulator"]
 
 
 def test_result_schema(tmp_path, fez):
