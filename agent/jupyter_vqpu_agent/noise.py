@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+from qiskit.circuit import CONTROL_FLOW_OP_NAMES
 from qiskit.providers import BackendV2, Options
 from qiskit.transpiler import Target
 from qiskit_aer.noise import NoiseModel
@@ -304,17 +305,14 @@ NOISE_MODELS: Memo[PreparedNoiseModel] = Memo(maxsize=cache_bytes("noise_models"
 #: (instruction name, physical qubits) pairs a set of circuits runs
 Instructions = frozenset[tuple[str, tuple[int, ...]]]
 
-_FLOW = frozenset({"if_else", "for_loop", "while_loop", "switch_case"})
-
-
 def instructions_of(circuits: Iterable[Any]) -> Instructions | None:
-    """Every (name, physical qubits) the transpiled ``circuits`` run, or None where control flow hides
-    instructions in its blocks (the model then covers every instruction on the circuits' qubits)."""
+    """Every (name, physical qubits) the transpiled ``circuits`` run, or None where control flow (a box
+    included) hides instructions in its blocks (the model then covers every instruction on the qubits)."""
     out: set[tuple[str, tuple[int, ...]]] = set()
     for tqc in circuits:
         index = {q: i for i, q in enumerate(tqc.qubits)}
         for inst in tqc.data:
-            if inst.operation.name in _FLOW:
+            if inst.operation.name in CONTROL_FLOW_OP_NAMES:
                 return None
             out.add((inst.operation.name, tuple(index[q] for q in inst.qubits)))
     return frozenset(out)

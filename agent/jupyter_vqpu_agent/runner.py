@@ -355,6 +355,7 @@ def _prepare(qc: Any, target: Any, spec: bundle.TaskSpec, passes: _PassManagerOn
     returns) runs as it is, keeping the user's layout; ``skip`` demands that, else the circuit is
     transpiled at the task's optimization level (2 by default: Qiskit's default preset, noise-aware
     VF2 layout on the snapshot's error rates)."""
+    from qiskit.circuit import CONTROL_FLOW_OP_NAMES
     from qiskit.transpiler.exceptions import TranspilerError
 
     from jupyter_vqpu.core.isa import not_for_device
@@ -372,7 +373,7 @@ def _prepare(qc: Any, target: Any, spec: bundle.TaskSpec, passes: _PassManagerOn
             raise _Failure("invalid_circuit", f"{_which(index)}the circuit cannot run on {spec.device}: "
                                               f"{_one_line(exc)}") from None
     ops = tqc.count_ops()
-    if "measure" not in ops and not any(name in ops for name in ("if_else", "for_loop", "while_loop", "switch_case")):
+    if "measure" not in ops and not CONTROL_FLOW_OP_NAMES.intersection(ops):
         raise _Failure("invalid_circuit", f"{_which(index)}the circuit measures nothing, so it has no counts to "
                                           "return (add measurements, e.g. qc.measure_all())")
     used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
@@ -466,12 +467,13 @@ def _layouts(tqc: Any, num_virtual: int) -> tuple[list[int], list[int]]:
 #: Gates Aer's stabilizer method applies (a circuit of only these, with Clifford noise, runs as one).
 CLIFFORD_GATES = frozenset({"id", "x", "y", "z", "h", "s", "sdg", "sx", "sxdg", "cx", "cy", "cz", "swap", "delay",
                             "reset", "barrier", "measure"})
-_FLOW = ("if_else", "for_loop", "while_loop", "switch_case")
 
 
 def circuit_facts(tqc: Any, noise: Any = None) -> tuple[Any, Any, dict[int, int]]:
     """(CircuitFacts, NoiseFacts, clbit -> physical qubit of its measurement) of a transpiled circuit:
     one pass over its instructions, linear in its length."""
+    from qiskit.circuit import CONTROL_FLOW_OP_NAMES
+
     from jupyter_vqpu.core.method import CircuitFacts, NoiseFacts
 
     used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
@@ -489,7 +491,7 @@ def circuit_facts(tqc: Any, noise: Any = None) -> tuple[Any, Any, dict[int, int]
         qargs = tuple(tqc.find_bit(q).index for q in inst.qubits)
         if name == "barrier":
             continue
-        if name in _FLOW or getattr(op, "condition", None) is not None:
+        if name in CONTROL_FLOW_OP_NAMES or getattr(op, "condition", None) is not None:
             terminal = clifford = False
         if name == "measure":
             clbit = tqc.find_bit(inst.clbits[0]).index

@@ -114,6 +114,10 @@ def test_a_circuits_model_holds_only_the_instructions_it_runs_and_gives_the_same
     with flow.if_test((flow.clbits[0], 1)):
         flow.x(0)
     assert instructions_of([tqc, flow]) is None  # a block's instructions are not listed: every entry instead
+    boxed = QuantumCircuit(1, 1)
+    with boxed.box():
+        boxed.x(0)
+    assert instructions_of([boxed]) is None
 
 
 def test_noise_model_cache_and_ideal(fez, ideal):
