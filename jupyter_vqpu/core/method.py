@@ -26,9 +26,9 @@ distribution, only where it is exact:
   choice finds it too, so it is left to Aer and said so.
 
 The constants are seconds per unit of work, fitted on the 2-core development
-machine (docs/performance.md, "How the runner picks a method"); what matters is
-their ratio, which holds across machines of one kind. Pure Python: the job and
-anything that wants to predict it can use it.
+machine (docs/performance.md, "The cost model"); what matters is their ratio,
+which holds across machines of one kind. Pure Python: the job and anything that
+wants to predict it can use it.
 """
 
 from __future__ import annotations
@@ -39,20 +39,27 @@ from dataclasses import dataclass, field
 #: A density matrix past this many bytes (16 * 4^n) is not considered (12 qubits: 256 MiB).
 DENSITY_MATRIX_MAX_BYTES = 256 * 2**20
 
-# Seconds per unit, fitted on fez circuits (GHZ and layered, 5-20 active qubits; docs/performance.md). An "op"
-# is a gate or the noise operation that follows it; a trajectory is one shot's (or one branch's) pass.
-SV_PER_OP_SHOT = 5.0e-6     # per op per shot: sampling the noise, bookkeeping (also paid when branching)
+# Seconds per unit, fitted (log least squares) on 38 timings of fez circuits: GHZ, layered, QFT, QAOA, W state and
+# VQE at 5-14 active qubits, 128-4,096 shots (docs/performance.md, "The cost model"). An "op" is a gate or the
+# noise operation that follows it; a trajectory is one shot's (or one branch's) pass.
+RUN_FIXED = 0.05            # what any Aer run call costs whatever its method and shots (set-up, result)
+SV_PER_OP_SHOT = 1.8e-7     # per op per shot: sampling the noise, bookkeeping
 SV_PER_AMP = 3.0e-9         # per op per amplitude (2^n of them) per trajectory
-BRANCH_FACTOR = 1.3         # a branch's pass costs this much more than a plain trajectory's
-DM_PER_AMP = 8.0e-9         # per op per density-matrix element (4^n of them), once for all shots
-DM_FIXED = 0.03             # building the matrix and its sampler
+BR_PER_OP_SHOT = 8.0e-8     # branching, per op per shot: which branch each shot follows
+BR_PER_OP_BRANCH = 1.3e-5   # branching, per op per branch: a Kraus channel's outcome probabilities on each branch
+#                             (what makes a deep circuit whose shots all split slower than plain trajectories)
+BR_PER_AMP = 2.4e-9         # branching, per op per amplitude per branch
+DM_PER_ELEMENT = 1.2e-7     # per density-matrix element (4^n of them), whatever the depth
+DM_PER_OP_ELEMENT = 7.6e-10  # per op per element, once for all shots (Aer fuses gates and their noise into
+#                              superoperators, so an op costs far less than a pass over the matrix)
 MPS_PER_OP_SHOT = 1.2e-5    # per op per trajectory
 MPS_PER_CHI3 = 1.0e-5       # per unit of ``mps_work`` per trajectory: fitted where the chi bound is tight
 #                             (a 16-qubit 10-layer brickwork), so elsewhere an upper bound
-RUN_FIXED = 0.01            # what any Aer run call costs whatever its shots (set-up, result)
 #: Probe (time one noisy MPS shot) when the bound says one trajectory costs at most this share of the best
-#: other method: the probe is cheap where the bound is loose (GHZ-20 on heavy-hex: chi 2, bound 16).
-PROBE_SHARE = 0.5
+#: other method: the bound is loose on heavy-hex (GHZ-20: chi 2, bound 16; a 20-qubit 3-layer brickwork: one
+#: shot took 23 ms against a bound of 6.6 s, and 32 shots 0.74 s against 10.7 s with branching), so a probe
+#: typically costs milliseconds, and at worst doubles the run.
+PROBE_SHARE = 1.0
 #: ... and only when the best other method would take this long (below, a probe cannot pay for itself).
 PROBE_MIN_S = 0.5
 
@@ -111,17 +118,17 @@ def estimates(c: CircuitFacts, n: NoiseFacts, shots: int) -> dict[str, float]:
     """Predicted seconds per exact method (only the methods that are exact for this circuit)."""
     ops = max(c.ops, 1) * (2 if n.noisy else 1)  # a noisy gate is followed by its noise operation
     width = c.active_qubits
-    out = {"statevector": shots * ops * (SV_PER_OP_SHOT + SV_PER_AMP * 2.0 ** width)}
+    out = {"statevector": RUN_FIXED + shots * ops * (SV_PER_OP_SHOT + SV_PER_AMP * 2.0 ** width)}
     if c.terminal_measurements:
-        out["statevector+branching"] = ops * (shots * SV_PER_OP_SHOT + BRANCH_FACTOR * SV_PER_AMP * 2.0 ** width
-                                              * branches(shots, n.error_per_shot))
+        out["statevector+branching"] = RUN_FIXED + ops * (shots * BR_PER_OP_SHOT + branches(shots, n.error_per_shot)
+                                                          * (BR_PER_OP_BRANCH + BR_PER_AMP * 2.0 ** width))
         if 16 * 4.0 ** width <= DENSITY_MATRIX_MAX_BYTES:
-            out["density_matrix"] = DM_FIXED + ops * DM_PER_AMP * 4.0 ** width
+            out["density_matrix"] = RUN_FIXED + 4.0 ** width * (DM_PER_ELEMENT + DM_PER_OP_ELEMENT * ops)
     if c.mps_trajectory_s is not None:
         out["matrix_product_state"] = RUN_FIXED + shots * c.mps_trajectory_s
     else:
         work = c.mps_work if c.mps_work is not None else ops * max(c.mean_span, 1.0) * 8.0 ** min(c.log2_chi, width // 2)
-        out["matrix_product_state"] = shots * (ops * MPS_PER_OP_SHOT + MPS_PER_CHI3 * work)
+        out["matrix_product_state"] = RUN_FIXED + shots * (ops * MPS_PER_OP_SHOT + MPS_PER_CHI3 * work)
     return out
 
 

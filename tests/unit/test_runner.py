@@ -6,6 +6,7 @@ on the same transpiled circuit and seed: the counts must be identical, not merel
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -339,6 +340,9 @@ FEZ_NOISE = {"noisy": True, "error_per_shot": 0.3, "readout": True, "clifford": 
     ("automatic", _facts(20, 140, 1), FEZ_NOISE, 32, "GPU", "statevector", {"shot_branching_enable": True}),
     # a 16-qubit, 10-layer brickwork: the chi bound is at its cap, a statevector wins (the MPS trap)
     ("automatic", _facts(16, 400), FEZ_NOISE, 100, "CPU", "statevector", {"shot_branching_enable": True}),
+    # a deep QFT on 10 qubits: every shot splits (1.1 noise events each), so branching costs more than one
+    # trajectory per shot, and the density matrix (Aer fuses gates and noise) beats both (2.3 s, 8.3 s, 25.5 s)
+    ("automatic", _facts(10, 1125), {**FEZ_NOISE, "error_per_shot": 1.1}, 1024, "CPU", "density_matrix", {}),
     # a mid-circuit measurement: no classical readout channel, no density matrix; one trajectory per shot
     ("automatic", _facts(15, 240, terminal=False), FEZ_NOISE, 256, "CPU", "statevector", {}),
     # noise-free: Aer's own choice samples one state
@@ -357,6 +361,17 @@ def test_choose_method(requested, facts, noise, shots, device, method, extra):
     assert choice.why  # every choice says why
     # only a branching run of a model with readout errors applies them itself, per shot
     assert choice.readout_channel == bool(extra.get("shot_branching_enable") and noise.get("readout"))
+
+
+def test_a_loose_mps_bound_is_probed_before_choosing():
+    """A 20-qubit, 3-layer brickwork on heavy-hex: the chi bound says 6.6 s a shot, one shot took 23 ms."""
+    from jupyter_vqpu.core.method import NoiseFacts
+
+    facts, noise = _facts(20, 321, 3), NoiseFacts(True, 0.25, True, False)
+    first = runner.choose_method("automatic", facts, noise, 32)
+    assert first.method == "statevector" and first.probe  # branching, unless one timed MPS shot says otherwise
+    timed = dataclasses.replace(facts, mps_trajectory_s=0.023)
+    assert runner.choose_method("automatic", timed, noise, 32).method == "matrix_product_state"
 
 
 def test_circuit_facts_see_structure_and_mid_circuit_measurements(fez):
