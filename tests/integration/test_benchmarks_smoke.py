@@ -24,6 +24,8 @@ CASES = {
     "throughput": (["--smoke"], {"submit_per_s", "submit_script_per_s", "claim_per_s", "claim_p99_ms", "rows"}),
     "scaling": (["--smoke"], {"overhead_flat_ratio", "simulate_max_s", "service_flat_ratio", "rows"}),
     "sweep": (["--smoke"], {"rows", "identical_counts", "overhead_per_circuit_ms_max"}),
+    "cost_model": (["--smoke"], {"fitted", "current", "log_rms_current", "log_rms_fitted", "circuits",
+                                 "picks_fastest_current", "picks_fastest_fitted", "rows"}),
     "class_load": (["--smoke"], {"submit_p50_ms", "submit_p99_ms", "accepted", "rejected_by_quota", "leaks", "ok"}),
     "noise_model": (["--smoke"], {"speedup_fresh_min", "speedup_warm_min", "equality_p_min", "tvd_over_floor_max",
                                   "noise_speedup_min", "tvd_max", "tvd_floor_max", "within_sampling_noise", "rows"}),

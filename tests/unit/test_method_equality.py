@@ -46,9 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from circuit_families import ALL_FAMILIES  # noqa: E402
 from distributions import equality_report  # noqa: E402
-
-from jupyter_vqpu.core import catalog  # noqa: E402
-from jupyter_vqpu.core import snapshot as S  # noqa: E402
+from simulation_paths import fez_device, prepared, run  # noqa: E402
 
 WHEN = "2026-01-02T03:04:05Z"
 ALL = os.environ.get("VQPU_EQUALITY_ALL") == "1"
@@ -57,46 +55,7 @@ LOG = os.environ.get("VQPU_EQUALITY_LOG")
 
 @pytest.fixture(scope="module")
 def fez():
-    doc = catalog.builtin_snapshot("fez", created_at=WHEN)
-    sid = S.snapshot_id(S.canonical_bytes(doc))
-    return doc, sid, S.build_target(doc, sid)
-
-
-def prepared(fez, family: str, n: int, reference: bool = False):
-    """The transpiled circuit and the model the runner simulates it on (the entries of the instructions it
-    runs), or with ``reference`` the device model of its qubits (every entry there)."""
-    from qiskit import transpile
-
-    from jupyter_vqpu_agent.noise import instructions_of, noise_model_for
-
-    doc, sid, target = fez
-    tqc = transpile(ALL_FAMILIES[family](n), target=target, optimization_level=1, seed_transpiler=1)
-    used = sorted({tqc.find_bit(q).index for inst in tqc.data for q in inst.qubits})
-    return tqc, noise_model_for(doc, used, sid, None if reference else instructions_of([tqc]))
-
-
-def run(path: str, tqc, model, shots: int, seed: int) -> dict[str, int]:
-    """Counts of one path (the paths as jupyter_vqpu_agent.runner._simulate runs them)."""
-    from qiskit_aer import AerSimulator
-
-    from jupyter_vqpu_agent import runner
-    from jupyter_vqpu_agent.noise import apply_readout, without_readout
-
-    if path == "reference":
-        return AerSimulator(noise_model=model, seed_simulator=seed).run(tqc, shots=shots).result().get_counts()
-    if path in ("density_matrix", "matrix_product_state"):
-        return AerSimulator(noise_model=model, method=path, seed_simulator=seed).run(
-            tqc, shots=shots).result().get_counts()
-    if path == "branching":
-        _, _, measured = runner.circuit_facts(tqc, model)
-        bare = AerSimulator(noise_model=without_readout(model), method="statevector", shot_branching_enable=True,
-                            seed_simulator=seed).run(tqc, shots=shots).result().get_counts()
-        return apply_readout(bare, measured, model.readout_matrices(), tqc.num_clbits,
-                             np.random.default_rng([seed, 1]))
-    if path == "branching_readout_in_model":  # Aer's branching on the full model: the known wrong one
-        return AerSimulator(noise_model=model, method="statevector", shot_branching_enable=True,
-                            seed_simulator=seed).run(tqc, shots=shots).result().get_counts()
-    raise ValueError(path)
+    return fez_device(WHEN)
 
 
 def assert_same_distribution(ours: dict, ref: dict, what: str) -> None:
