@@ -22,13 +22,14 @@ are compared:
 A negative control shows the test has the power to see a wrong path: Aer's shot branching
 with readout errors IN the model (the bug the classical channel avoids) is rejected.
 
-Seeds are fixed, so a pass or a failure reproduces. By default a representative subset runs
-(3 and 5 qubits, every path, every family; well under a minute of simulation). The wide rows
-(10, 15 and 20 active qubits, where a reference costs minutes) are marked slow and run with
-VQPU_EQUALITY_ALL=1; benchmarks/noise_model.py runs them all. At 15 and 20 qubits the path
-the runner itself chooses is tested against the reference (fewer shots at 20, where Aer's
-per-shot reference costs ~0.5 s a shot here), and the two exact fast paths (branching and
-MPS, different algorithms) against each other with more shots.
+The families are tests/circuit_families.py's: five written here and three of MQT Bench's own
+generated circuits. Seeds are fixed, so a pass or a failure reproduces. By default a
+representative subset runs (3 and 5 qubits, every path, every family; a few minutes). The wide
+rows (10, 15 and 20 active qubits, where a reference costs minutes to an hour) are marked slow and
+run with VQPU_EQUALITY_ALL=1 (VQPU_EQUALITY_LOG=FILE writes each comparison's statistics as a JSON
+line). At 15 and 20 qubits the path the runner itself chooses is tested against the reference
+(fewer shots at 20, where Aer's per-shot reference costs 0.5-3 s a shot here), and the two exact
+fast paths (branching and MPS, different algorithms) against each other with more shots.
 """
 
 from __future__ import annotations
