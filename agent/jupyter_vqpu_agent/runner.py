@@ -527,6 +527,17 @@ def circuit_facts(tqc: Any, noise: Any = None) -> tuple[Any, Any, dict[int, int]
     return facts, noise_facts, measured
 
 
+def decide(tqc: Any, facts: tuple, noise: Any, shots: int, method: str, device: str, seed: int) -> Any:
+    """The method the runner runs ``tqc`` with (a ``core.method.Choice``): the cost model's, and where
+    the model asks for it, again after timing one noisy MPS shot (the chi bound may be loose)."""
+    circuit, noise_facts, _ = facts
+    choice = choose_method(method, circuit, noise_facts, shots, device=device)
+    if choice.probe:
+        circuit = dataclasses.replace(circuit, mps_trajectory_s=_probe_mps(tqc, noise, seed))
+        choice = choose_method(method, circuit, noise_facts, shots, device=device)
+    return choice
+
+
 def _probe_mps(tqc: Any, noise: Any, seed: int) -> float:
     """Seconds one noisy matrix-product-state shot of ``tqc`` takes in the simulator (Aer's own
     ``time_taken`` for the experiment, without the per-call set-up): what each shot will cost."""
@@ -578,11 +589,7 @@ def _run_group(tqcs: list[Any], facts: list[tuple], shots: int, seed: int, noise
 
     from jupyter_vqpu_agent.noise import apply_readout, without_readout
 
-    circuit, noise_facts, _ = facts[0]
-    choice = choose_method(method, circuit, noise_facts, shots, device=device)
-    if choice.probe:  # the chi bound may be loose: time one noisy MPS shot and choose again
-        circuit = dataclasses.replace(circuit, mps_trajectory_s=_probe_mps(tqcs[0], noise, seed))
-        choice = choose_method(method, circuit, noise_facts, shots, device=device)
+    choice = decide(tqcs[0], facts[0], noise, shots, method, device, seed)
     model = without_readout(noise) if (noise is not None and choice.readout_channel) else noise
     options: dict[str, Any] = {"method": choice.method, "seed_simulator": seed, "device": device, **choice.options}
     if model is not None:

@@ -128,12 +128,11 @@ def test_branching_and_mps_agree_where_the_reference_is_too_slow(fez, family, n,
 
 
 def _chosen_path(tqc, model, shots: int) -> str:
-    """The path of this module that runs what the runner's cost model picks for the circuit."""
-    from jupyter_vqpu.core.method import choose_method
+    """The path of this module that runs what the runner picks for the circuit (its cost model, and
+    its MPS probe where the model asks for one)."""
     from jupyter_vqpu_agent import runner
 
-    circuit, noise, _ = runner.circuit_facts(tqc, model)
-    choice = choose_method("automatic", circuit, noise, shots)
+    choice = runner.decide(tqc, runner.circuit_facts(tqc, model), model, shots, "automatic", "CPU", seed=7)
     if choice.options.get("shot_branching_enable"):
         return "branching"
     return {"density_matrix": "density_matrix", "matrix_product_state": "matrix_product_state"}.get(
