@@ -77,8 +77,9 @@ class CircuitFacts:
     #: sum over two-qubit gates of span * chi^3 at the time of the gate (chi from the crossings so far):
     #: what one MPS trajectory spends in its SVDs; None: estimate it from the final chi bound
     mps_work: float | None = None
-    #: seconds one noisy MPS shot took (a probe), when measured: it replaces the bound (noise makes an
-    #: MPS contract the whole chain to sample each Kraus operator, which no structural bound sees)
+    #: seconds per shot of a noisy MPS run, when measured (a probe: one shot's time over the shots Aer
+    #: runs at once): it replaces the bound (noise makes an MPS contract the whole chain to sample each
+    #: Kraus operator, which no structural bound sees)
     mps_trajectory_s: float | None = None
 
     @property
@@ -166,7 +167,7 @@ def choose_method(requested: str, circuit: CircuitFacts, noise: NoiseFacts, shot
         return Choice("statevector", why, options={"shot_branching_enable": True},
                       readout_channel=noise.readout, estimates=rounded, probe=probe)
     if best == "matrix_product_state":
-        bound = (f"one noisy shot took {circuit.mps_trajectory_s * 1e3:.0f} ms" if circuit.mps_trajectory_s is not None
+        bound = (f"a noisy shot costs {circuit.mps_trajectory_s * 1e3:.0f} ms (timed)" if circuit.mps_trajectory_s is not None
                  else f"bond dimension at most 2^{circuit.log2_chi} from the entangling structure")
         why = f"{n} active qubits, {bound}: matrix product state, {gain}"
         return Choice("matrix_product_state", why, estimates=rounded)
