@@ -10,7 +10,8 @@ The runner (``jupyter_vqpu_agent.runner.run_bundle``) writes one JSON object:
       counts        {bitstring: int >= 0}, bitstrings of '0'/'1' (registers separated by spaces),
                     summing to ``shots``
       seed          int | null;  num_qubits int;  layout, final_layout, physical_qubits: lists of int
-      simulator     {method, device, reason, aer_version, qiskit_version}: text
+      simulator     {method, device, reason, aer_version, qiskit_version, ...}: text (also why,
+                    estimates, noise_scope, aer_device: where Aer says it ran, custatevec)
       timings       {load, transpile, noise_model, simulate, total}: seconds
       transpiled_qasm  optional: the transpiled circuit as OpenQASM 3 text, at most
                     MAX_TRANSPILED_QASM_CHARS (the panel's detail view shows it)
