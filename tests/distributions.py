@@ -87,3 +87,10 @@ def equality_report(ours: dict, ref: dict) -> dict[str, float]:
     """Every statistic the equality test decides on, by name (the benchmark prints the same)."""
     return {"p": homogeneity_p(ours, ref), "p_marginals": marginals_p(ours, ref), "p_weights": weights_p(ours, ref),
             "tvd": tvd(ours, ref), "tvd_floor": tvd_floor(ours, ref)}
+
+
+def same_distribution(report: dict[str, float]) -> bool:
+    """The equality test's decision on an ``equality_report``: no test rejects at p < 1e-4 and the TVD is
+    within 3x its sampling floor."""
+    return min(report["p"], report["p_marginals"], report["p_weights"]) >= 1e-4 and \
+        report["tvd"] <= 3 * report["tvd_floor"]

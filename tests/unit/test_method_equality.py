@@ -46,7 +46,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from circuit_families import ALL_FAMILIES  # noqa: E402
-from distributions import equality_report  # noqa: E402
+from distributions import equality_report, same_distribution  # noqa: E402
 from simulation_paths import fez_device, prepared, run  # noqa: E402
 
 WHEN = "2026-01-02T03:04:05Z"
@@ -64,7 +64,7 @@ def assert_same_distribution(ours: dict, ref: dict, what: str) -> None:
     if LOG:  # one JSON line per comparison, for docs/performance.md's equality table
         with open(LOG, "a") as f:
             f.write(json.dumps({"row": what, "shots": sum(ours.values()), **r}) + "\n")
-    assert min(r["p"], r["p_marginals"], r["p_weights"]) >= 1e-4 and r["tvd"] <= 3 * r["tvd_floor"], (
+    assert same_distribution(r), (
         f"{what}: chi-square p={r['p']:.2e} (outcomes), {r['p_marginals']:.2e} (per bit), {r['p_weights']:.2e} "
         f"(Hamming weight); TVD {r['tvd']:.4f}, sampling floor {r['tvd_floor']:.4f}")
 
