@@ -355,6 +355,28 @@ def lab_command(
         raise TimeoutError(f"JupyterLab command {command!r} did not finish within {timeout:.0f} s")
 
 
+def wait_for_notebook_kernel(page: Any, path: str, *, timeout: float = 120.0) -> None:
+    """Wait until the notebook open at ``path`` has its own kernel, connected and idle.
+
+    Lab's toolbar indicator reads "idle" before the session has a kernel at all, and a cell run
+    while the session has none makes Lab start a second kernel and shut the first down as it boots
+    (``hasNoKernel`` -> ``startKernel`` -> PATCH of the session): the cells queued meanwhile are
+    cleared and never run. So this polls the notebook's session context itself."""
+    page.wait_for_function(
+        """(path) => {
+            const app = window.jupyterapp;
+            const panel = Array.from(app.shell.widgets("main")).find(w => w.context && w.context.path === path);
+            const context = panel && panel.sessionContext;
+            const kernel = context && context.session && context.session.kernel;
+            return !!kernel && context.isReady && !context.hasNoKernel
+                && kernel.connectionStatus === "connected" && kernel.status === "idle";
+        }""",
+        arg=path,
+        timeout=timeout * 1000,
+        polling=250,
+    )
+
+
 def screenshot(page: Any, name: str, *, locator: Any = None, full_page: bool = False) -> Path:
     """Save a PNG of ``page`` (or of ``locator``) as ARTIFACTS_DIR/name; returns the path."""
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import re
 import nbformat
 import pytest
 
-from tests.browser.helpers import lab_command, open_vqpu_panel, screenshot
+from tests.browser.helpers import lab_command, open_vqpu_panel, screenshot, wait_for_notebook_kernel
 from tests.conftest import BELL_QASM2
 
 pytestmark = pytest.mark.browser
@@ -130,8 +130,9 @@ def test_notebook_cell_renders_widget_to_completed(lab_page, vqpu_lab):
     lab_command(page, "docmanager:open", {"path": name})
     notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     expect(notebook.locator(".jp-Cell")).to_have_count(3, timeout=30_000)
-    # the kernel is up before running (otherwise Run All queues behind its start; fine too)
-    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=60_000)
+    # the notebook's own kernel is up before running: run before it, Lab starts a second one and
+    # drops the queued cells (the toolbar's "idle" shows before there is any kernel)
+    wait_for_notebook_kernel(page, name)
 
     lab_command(page, "notebook:run-all-cells", wait=False)
 
