@@ -26,32 +26,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import _common as C  # noqa: E402
 
-# (family, qubits asked for, shots): deep and shallow circuits on both sides of where the methods cross
+# (family, qubits asked for, shots): deep and shallow circuits on both sides of where the methods cross, then
+# 15-20 active qubits (from core/method.WIDE_QUBITS Aer fuses gates and spreads them over the cores), with few shots (a QFT-20 shot takes seconds)
 FULL = (("ghz", 10, 1024), ("layered", 10, 1024), ("wstate", 10, 1024), ("qft", 8, 1024), ("qft", 10, 1024),
         ("qft", 10, 256), ("ghz", 10, 4096), ("layered", 11, 1024), ("qft", 11, 1024), ("ghz", 12, 1024),
         ("layered", 12, 1024), ("mqt-vqe_real_amp", 12, 1024), ("layered", 14, 128), ("qaoa", 10, 128),
-        ("wstate", 14, 128), ("wstate", 5, 4096), ("qft", 5, 4096))
+        ("wstate", 14, 128), ("wstate", 5, 4096), ("qft", 5, 4096),
+        ("ghz", 15, 256), ("layered", 15, 256), ("mqt-vqe_real_amp", 15, 256), ("qft", 15, 32), ("ghz", 20, 64),
+        ("layered", 20, 64), ("qaoa", 15, 32), ("qft", 20, 8))
 QUICK = (("ghz", 8, 1024), ("qft", 6, 1024), ("wstate", 5, 4096), ("layered", 10, 256))
 SMOKE = (("ghz", 4, 256), ("qft", 4, 256))
 #: the cost model's name for each timed path
 METHOD = {"statevector": "statevector", "branching": "statevector+branching", "density_matrix": "density_matrix"}
-#: the constants fitted, in the order of ``_predict``'s parameters
-NAMES = ("RUN_FIXED", "SV_PER_OP_SHOT", "SV_PER_AMP", "BR_PER_OP_SHOT", "BR_PER_OP_BRANCH", "BR_PER_AMP",
-         "DM_PER_ELEMENT", "DM_PER_OP_ELEMENT")
 SKIP_OVER_S = 60.0  # a path the current model predicts past this is not timed (it would not be chosen)
 
 
-def _predict(k: dict[str, float], row: dict) -> float:
-    """Seconds for one timed path, in the form ``core/method.estimates`` writes it."""
-    from jupyter_vqpu.core.method import branches
+def _fitted_names() -> tuple[str, ...]:
+    """The constants the timed paths determine (not MPS's: the runner times MPS by its probe)."""
+    from jupyter_vqpu.core import method
 
-    ops, width, shots = row["ops2"], row["active_qubits"], row["shots"]
-    if row["path"] == "statevector":
-        return k["RUN_FIXED"] + shots * ops * (k["SV_PER_OP_SHOT"] + k["SV_PER_AMP"] * 2.0 ** width)
-    if row["path"] == "branching":
-        return k["RUN_FIXED"] + ops * (shots * k["BR_PER_OP_SHOT"] + branches(shots, row["error_per_shot"])
-                                       * (k["BR_PER_OP_BRANCH"] + k["BR_PER_AMP"] * 2.0 ** width))
-    return k["RUN_FIXED"] + 4.0 ** width * (k["DM_PER_ELEMENT"] + k["DM_PER_OP_ELEMENT"] * ops)
+    return tuple(name for name in method.CONSTANTS if not name.startswith("MPS_"))
+
+
+def _predict(k: dict[str, float], row: dict) -> float:
+    """Seconds for one timed path, from ``core/method.estimates`` itself with the constants ``k``."""
+    from jupyter_vqpu.core import method
+
+    facts = method.CircuitFacts(active_qubits=row["active_qubits"], ops=row["ops"])
+    noise = method.NoiseFacts(noisy=True, error_per_shot=row["error_per_shot"])
+    return method.estimates(facts, noise, row["shots"], k)[METHOD[row["path"]]]
 
 
 def _log_rms(k: dict[str, float], rows: list[dict]) -> float:
@@ -68,24 +71,15 @@ def _picks_fastest(k: dict[str, float], rows: list[dict]) -> tuple[int, int]:
     return good, len(groups)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = C.parser(__doc__, "cost_model")
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args(argv)
-    warnings.simplefilter("ignore")
-
-    import numpy as np
-    from scipy.optimize import least_squares
+def _time_paths(cases: tuple, seed: int) -> list[dict]:
+    """One row per (circuit, path): what it took, and what the constants in the code predicted."""
     from simulation_paths import fez_device, prepared, run
 
     from jupyter_vqpu.core import method
     from jupyter_vqpu_agent import runner
 
     fez = fez_device("2026-01-02T03:04:05Z")
-    current = {name: getattr(method, name) for name in NAMES}
-    cases = SMOKE if args.smoke else QUICK if args.quick else FULL
     rows: list[dict] = []
-    print(f"{len(cases)} circuits; {C.load()}", flush=True)
     for family, n, shots in cases:
         tqc, model = prepared(fez, family, n)
         facts, noise, _ = runner.circuit_facts(tqc, model)
@@ -94,19 +88,48 @@ def main(argv: list[str] | None = None) -> int:
             if name not in est or est[name] > SKIP_OVER_S:
                 continue
             started = time.perf_counter()
-            run(path, tqc, model, shots, seed=args.seed)
+            run(path, tqc, model, shots, seed=seed)
             rows.append({"circuit": f"{family}{n}x{shots}", "path": path, "active_qubits": facts.active_qubits,
-                         "ops2": 2 * max(facts.ops, 1), "error_per_shot": noise.error_per_shot, "shots": shots,
-                         "seconds": time.perf_counter() - started, "predicted_current": est[name]})
+                         "ops": facts.ops, "error_per_shot": noise.error_per_shot, "shots": shots,
+                         "seconds": time.perf_counter() - started})
             print(f"{rows[-1]['circuit']:<26}{facts.active_qubits:>3} qubits  {path:<15}{rows[-1]['seconds']:>8.2f} s"
                   f"  (predicted {est[name]:.2f} s)", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = C.parser(__doc__, "cost_model")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--refit", metavar="JSON", help="fit the rows of an earlier --json run (its last line) "
+                        "instead of timing: the constants' form changed, the machine did not")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+
+    import json
+
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    from jupyter_vqpu.core import method
+
+    names = _fitted_names()
+    current = {name: getattr(method, name) for name in names}
+    if args.refit:
+        rows = json.loads(Path(args.refit).read_text().strip().splitlines()[-1])["rows"]
+        print(f"{len(rows)} timings from {args.refit}", flush=True)
+    else:
+        cases = SMOKE if args.smoke else QUICK if args.quick else FULL
+        print(f"{len(cases)} circuits; {C.load()}", flush=True)
+        rows = _time_paths(cases, args.seed)
+    for r in rows:
+        r["predicted_current"] = _predict(current, r)
 
     def residuals(logk: np.ndarray) -> list[float]:
-        k = dict(zip(NAMES, np.exp(logk)))
+        k = dict(zip(names, np.exp(logk)))
         return [math.log(_predict(k, r) / r["seconds"]) for r in rows]
 
-    fit = least_squares(residuals, np.log([current[name] for name in NAMES]))
-    fitted = {name: float(v) for name, v in zip(NAMES, np.exp(fit.x))}
+    fit = least_squares(residuals, np.log([current[name] for name in names]))
+    fitted = {name: float(v) for name, v in zip(names, np.exp(fit.x))}
     for r in rows:
         r["predicted_fitted"] = _predict(fitted, r)
     summary = {"current": current, "fitted": fitted, "log_rms_current": _log_rms(current, rows),
@@ -114,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                "picks_fastest_current": _picks_fastest(current, rows)[0],
                "picks_fastest_fitted": _picks_fastest(fitted, rows)[0], "rows": rows}
     print("\nconstant              current     fitted")
-    for name in NAMES:
+    for name in names:
         print(f"{name:<20}{current[name]:>10.3g}{fitted[name]:>11.3g}")
     print(f"log RMS error: current {summary['log_rms_current']:.2f}, fitted {summary['log_rms_fitted']:.2f}; "
           f"the fastest timed path is the predicted fastest on {summary['picks_fastest_current']} (current) / "

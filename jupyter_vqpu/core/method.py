@@ -34,30 +34,39 @@ wants to predict it can use it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 #: A density matrix past this many bytes (16 * 4^n) is not considered (12 qubits: 256 MiB).
 DENSITY_MATRIX_MAX_BYTES = 256 * 2**20
 
-# Seconds per unit, fitted (log least squares) on 38 timings of fez circuits: GHZ, layered, QFT, QAOA, W state and
-# VQE at 5-14 active qubits, 128-4,096 shots (docs/performance.md, "The cost model"). An "op" is a gate or the
-# noise operation that follows it; a trajectory is one shot's (or one branch's) pass.
-RUN_FIXED = 0.05            # what any Aer run call costs whatever its method and shots (set-up, result)
-SV_PER_OP_SHOT = 1.8e-7     # per op per shot: sampling the noise, bookkeeping
-SV_PER_AMP = 3.0e-9         # per op per amplitude (2^n of them) per trajectory
-BR_PER_OP_SHOT = 8.0e-8     # branching, per op per shot: which branch each shot follows
-BR_PER_OP_BRANCH = 1.3e-5   # branching, per op per branch: a Kraus channel's outcome probabilities on each branch
+# Seconds per unit, fitted (log least squares, benchmarks/cost_model.py) on 64 timings of fez circuits on an
+# otherwise idle 2-core machine (a Slurm job has its cores to itself): GHZ, layered, QFT, QAOA, W state and VQE at
+# 5-20 active qubits, 8-4,096 shots (docs/performance.md, "The cost model"). An "op" is a gate or the noise
+# operation that follows it; a trajectory is one shot's (or one branch's) pass.
+RUN_FIXED = 0.03            # what any Aer run call costs whatever its method and shots (set-up, result)
+SV_PER_OP_SHOT = 1.3e-7     # per op per shot: sampling the noise, bookkeeping
+SV_PER_AMP = 1.5e-9         # per op per amplitude (2^n of them) per trajectory
+BR_PER_OP_SHOT = 2.0e-7     # branching, per op per shot: which branch each shot follows
+BR_PER_OP_BRANCH = 5.4e-6   # branching, per op per branch: a Kraus channel's outcome probabilities on each branch
 #                             (what makes a deep circuit whose shots all split slower than plain trajectories)
-BR_PER_AMP = 2.4e-9         # branching, per op per amplitude per branch
-DM_PER_ELEMENT = 1.2e-7     # per density-matrix element (4^n of them), whatever the depth
-DM_PER_OP_ELEMENT = 7.6e-10  # per op per element, once for all shots (Aer fuses gates and their noise into
+BR_PER_AMP = 1.65e-9        # branching, per op per amplitude per branch
+#: From this many qubits a statevector op costs several times less per amplitude: past 14 Aer spreads each
+#: gate over the cores (its ``statevector_parallel_threshold``), and from 14 it fuses gates into unitaries of
+#: up to five qubits (``fusion_threshold``). Measured, 14-qubit runs still follow the constants above, and
+#: 15-20 qubit runs took 2-12x less than those predict.
+WIDE_QUBITS = 15
+SV_FUSED_PER_AMP = 4.1e-10  # per op per amplitude per trajectory, from WIDE_QUBITS
+BR_FUSED_PER_AMP = 4.2e-10  # per op per amplitude per branch, from WIDE_QUBITS
+DM_PER_ELEMENT = 3.9e-8     # per density-matrix element (4^n of them), whatever the depth
+DM_PER_OP_ELEMENT = 2.8e-10  # per op per element, once for all shots (Aer fuses gates and their noise into
 #                              superoperators, so an op costs far less than a pass over the matrix)
 MPS_PER_OP_SHOT = 1.2e-5    # per op per trajectory
 MPS_PER_CHI3 = 1.0e-5       # per unit of ``mps_work`` per trajectory: fitted where the chi bound is tight
 #                             (a 16-qubit 10-layer brickwork), so elsewhere an upper bound
 #: Probe (time one noisy MPS shot) when the bound says one trajectory costs at most this share of the best
 #: other method: the bound is loose on heavy-hex (GHZ-20: chi 2, bound 16; a 20-qubit 3-layer brickwork: one
-#: shot took 23 ms against a bound of 6.6 s, and 32 shots 0.74 s against 10.7 s with branching), so a probe
+#: shot took 23 ms against a bound of 3.3 s; 32 MPS shots took 0.74 s, 64 branching shots 9.0 s), so a probe
 #: typically costs milliseconds, and at worst doubles the run.
 PROBE_SHARE = 1.0
 #: ... and only when the best other method would take this long (below, a probe cannot pay for itself).
@@ -115,21 +124,36 @@ def branches(shots: int, error_per_shot: float) -> float:
     return 1.0 + shots * p_any
 
 
-def estimates(c: CircuitFacts, n: NoiseFacts, shots: int) -> dict[str, float]:
-    """Predicted seconds per exact method (only the methods that are exact for this circuit)."""
+#: The fitted constants by name: what ``estimates`` reads, and what benchmarks/cost_model.py refits.
+CONSTANTS = ("RUN_FIXED", "SV_PER_OP_SHOT", "SV_PER_AMP", "SV_FUSED_PER_AMP", "BR_PER_OP_SHOT", "BR_PER_OP_BRANCH",
+             "BR_PER_AMP", "BR_FUSED_PER_AMP", "DM_PER_ELEMENT", "DM_PER_OP_ELEMENT", "MPS_PER_OP_SHOT", "MPS_PER_CHI3")
+
+
+def constants() -> dict[str, float]:
+    """The constants in force, by name."""
+    return {name: globals()[name] for name in CONSTANTS}
+
+
+def estimates(c: CircuitFacts, n: NoiseFacts, shots: int,
+              k: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Predicted seconds per exact method (only the methods that are exact for this circuit); ``k``: other
+    values for some of the constants (a fit trying them)."""
+    k = {**constants(), **(k or {})}
     ops = max(c.ops, 1) * (2 if n.noisy else 1)  # a noisy gate is followed by its noise operation
     width = c.active_qubits
-    out = {"statevector": RUN_FIXED + shots * ops * (SV_PER_OP_SHOT + SV_PER_AMP * 2.0 ** width)}
+    fused = width >= WIDE_QUBITS
+    sv_amp, br_amp = (k["SV_FUSED_PER_AMP"], k["BR_FUSED_PER_AMP"]) if fused else (k["SV_PER_AMP"], k["BR_PER_AMP"])
+    out = {"statevector": k["RUN_FIXED"] + shots * ops * (k["SV_PER_OP_SHOT"] + sv_amp * 2.0 ** width)}
     if c.terminal_measurements:
-        out["statevector+branching"] = RUN_FIXED + ops * (shots * BR_PER_OP_SHOT + branches(shots, n.error_per_shot)
-                                                          * (BR_PER_OP_BRANCH + BR_PER_AMP * 2.0 ** width))
+        out["statevector+branching"] = k["RUN_FIXED"] + ops * (
+            shots * k["BR_PER_OP_SHOT"] + branches(shots, n.error_per_shot) * (k["BR_PER_OP_BRANCH"] + br_amp * 2.0 ** width))
         if 16 * 4.0 ** width <= DENSITY_MATRIX_MAX_BYTES:
-            out["density_matrix"] = RUN_FIXED + 4.0 ** width * (DM_PER_ELEMENT + DM_PER_OP_ELEMENT * ops)
+            out["density_matrix"] = k["RUN_FIXED"] + 4.0 ** width * (k["DM_PER_ELEMENT"] + k["DM_PER_OP_ELEMENT"] * ops)
     if c.mps_trajectory_s is not None:
-        out["matrix_product_state"] = RUN_FIXED + shots * c.mps_trajectory_s
+        out["matrix_product_state"] = k["RUN_FIXED"] + shots * c.mps_trajectory_s
     else:
         work = c.mps_work if c.mps_work is not None else ops * max(c.mean_span, 1.0) * 8.0 ** min(c.log2_chi, width // 2)
-        out["matrix_product_state"] = RUN_FIXED + shots * (ops * MPS_PER_OP_SHOT + MPS_PER_CHI3 * work)
+        out["matrix_product_state"] = k["RUN_FIXED"] + shots * (ops * k["MPS_PER_OP_SHOT"] + k["MPS_PER_CHI3"] * work)
     return out
 
 
