@@ -80,3 +80,13 @@ def test_slurm_overhead_benchmark_runs_every_mode():
     assert summary["tasks"] == 1
     for mode in ("local", "pilot", "sbatch"):
         assert {f"{mode}_p50_ms", f"{mode}_p95_ms", f"{mode}_e2e_p50_ms", f"{mode}_simulate_p50_ms"} <= set(summary)
+
+
+def test_cost_model_refits_saved_timings_without_timing_again(tmp_path):
+    """--refit reads an earlier --json run's rows: the same timings, so the fit starts from what they say."""
+    first = run_benchmark("cost_model", ["--smoke"], tmp_path)
+    saved = tmp_path / "timings.json"
+    saved.write_text(json.dumps(first) + "\n")
+    again = run_benchmark("cost_model", ["--refit", str(saved)], tmp_path)
+    assert [r["seconds"] for r in again["rows"]] == [r["seconds"] for r in first["rows"]]
+    assert again["circuits"] == first["circuits"] and again["current"] == first["current"]
