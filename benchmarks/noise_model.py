@@ -144,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         "within_sampling_noise": all(same_distribution(r) for r in rows),
     }
     summary["identical_counts"] = summary["within_sampling_noise"]
+    runtime = summary["speedup_runtime_min"]
     print(f"\nspeedup vs fresh from_backend: min {summary['speedup_fresh_min']:.0f}x; vs a warm from_backend "
-          f"simulator: min {summary['speedup_warm_min']:.1f}x; vs SamplerV2(FakeFez()): min "
-          f"{summary['speedup_runtime_min'] or float('nan'):.1f}x; equality: chi-square p >= "
+          f"simulator: min {summary['speedup_warm_min']:.1f}x; vs SamplerV2(FakeFez()): "
+          f"{f'min {runtime:.1f}x' if runtime else 'not timed (--runtime-max-qubits)'}; equality: chi-square p >= "
           f"{summary['equality_p_min']:.3f}, TVD <= {summary['tvd_over_floor_max']:.2f}x its sampling floor")
     plot(rows, args.plot)
     if args.json:
