@@ -43,6 +43,10 @@ class TlsFiles:
         return urlencode(params)
 
 
+#: Redis 7's default ``shutdown-timeout``: how long a master may wait on SIGTERM for lagging replicas.
+REDIS_SHUTDOWN_TIMEOUT_S = 10
+
+
 class RedisServer:
     """A real redis-server on a loopback port, with AOF in its own directory.
 
@@ -109,9 +113,16 @@ class RedisServer:
             self.proc.wait(10)
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it is still shutting down well past Redis's own bound. A shutdown does
+        work (fsync of the AOF, ending a background rewrite; a Redis 7 master waits up to
+        ``shutdown-timeout``, 10 s, for lagging replicas), and on a loaded CI machine a 10 s wait here
+        lost that race in a failover test's teardown, after the test itself had passed."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(10)
+            try:
+                self.proc.wait(REDIS_SHUTDOWN_TIMEOUT_S + 20)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
 
 def free_cluster_port() -> int:
