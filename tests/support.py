@@ -47,6 +47,18 @@ class TlsFiles:
 REDIS_SHUTDOWN_TIMEOUT_S = 10
 
 
+
+def end_process(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM a process this test suite started; SIGKILL it if it has not exited after ``grace_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 class RedisServer:
     """A real redis-server on a loopback port, with AOF in its own directory.
 
@@ -117,12 +129,8 @@ class RedisServer:
         work (fsync of the AOF, ending a background rewrite; a Redis 7 master waits up to
         ``shutdown-timeout``, 10 s, for lagging replicas), and on a loaded CI machine a 10 s wait here
         lost that race in a failover test's teardown, after the test itself had passed."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(REDIS_SHUTDOWN_TIMEOUT_S + 20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc:
+            end_process(self.proc, REDIS_SHUTDOWN_TIMEOUT_S + 20)
 
 
 def free_cluster_port() -> int:
@@ -315,9 +323,7 @@ class SentinelServers:
 
     def stop(self) -> None:
         for _, proc in self.sentinels:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(10)
+            end_process(proc, REDIS_SHUTDOWN_TIMEOUT_S + 20)
         for s in self.servers:
             s.stop()
 
