@@ -325,6 +325,23 @@ class SentinelServers:
     def flushall(self) -> None:
         self.client(self.server(self.master_port())).flushall()
 
+    def diagnostics(self, lines: int = 12) -> str:
+        """What each server says of its replication and the tail of every log: for a failure message,
+        so a failover that never completes on a loaded CI machine says why."""
+        out = []
+        for server in self.servers:
+            try:
+                info = self.client(server).info("replication")
+                state = {k: info.get(k) for k in ("role", "master_port", "master_link_status", "connected_slaves")}
+            except Exception as e:  # noqa: BLE001 (a dead or unreachable server is itself the evidence)
+                state = {"error": repr(e)}
+            out.append(f"server {server.port}: {state}")
+        logs = [s.dir / "redis.log" for s in self.servers] + sorted(self.dir.glob("sentinel-*/sentinel.log"))
+        for log in logs:
+            tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else ["(no log)"]
+            out.append(f"--- {log.relative_to(self.dir)}\n" + "\n".join(tail))
+        return "\n".join(out)
+
     def stop(self) -> None:
         for _, proc in self.sentinels:
             end_process(proc, REDIS_SHUTDOWN_TIMEOUT_S + 20)
